@@ -1,0 +1,2 @@
+"""Baselines from the seed papers; importing this module registers them."""
+from codec.models.balle import FactorizedPriorCodec, ScaleHyperprior, MeanScaleHyperprior  # noqa: F401

@@ -1,0 +1,107 @@
+"""One registry of codecs: small entry functions, as in timm's ``_registry.py``.
+
+    @register_codec("hyperprior")
+    def hyperprior(N: int = 128, M: int = 192) -> Codec: ...
+
+``create_codec(name, **config)`` calls the entry function with the config, and stores on the
+instance its registry name and the *full* config (defaults filled in), which is what
+checkpoints and bitstream headers record. Loading never guesses widths from weight shapes.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import importlib
+import inspect
+import json
+from typing import Callable
+
+from codec.base import Codec
+
+__all__ = ["register_codec", "create_codec", "list_codecs", "config_hash", "codec_entry"]
+
+_REGISTRY: dict[str, Callable[..., Codec]] = {}
+# Modules whose import registers codecs; imported lazily so `codec` imports none of the others
+# at module level (DESIGN.md: arrows point one way), yet every registered name is findable.
+_PROVIDERS = ("codec.models", "teacher.models", "student.zoo")
+_loaded = False
+
+
+def register_codec(name: str):
+    """Decorator: register an entry function under ``name``; duplicate names are an error."""
+
+    def wrap(fn: Callable[..., Codec]) -> Callable[..., Codec]:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"codec name {name!r} is already registered by {_REGISTRY[name].__module__}")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def _load_providers() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _PROVIDERS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a provider that exists but fails to import is a real error
+                raise
+
+
+def list_codecs(pattern: str = "*") -> list[str]:
+    """Registered codec names matching a shell-style pattern, sorted."""
+    _load_providers()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def codec_entry(name: str) -> Callable[..., Codec]:
+    _load_providers()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown codec {name!r}; registered: {', '.join(list_codecs())}")
+    return _REGISTRY[name]
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"codec config values must be JSON-like (numbers, strings, lists, dicts), got {type(value).__name__}")
+
+
+def resolve_config(name: str, config: dict) -> dict:
+    """The entry function's full keyword config: given values plus its defaults."""
+    fn = codec_entry(name)
+    sig = inspect.signature(fn)
+    try:
+        bound = sig.bind(**config)
+    except TypeError as e:
+        known = ", ".join(sig.parameters)
+        raise TypeError(f"codec {name!r}: {e}; its config keys are: {known}") from None
+    bound.apply_defaults()
+    return _jsonable(dict(bound.arguments))
+
+
+def create_codec(name: str, **config) -> Codec:
+    full = resolve_config(name, config)
+    model = codec_entry(name)(**full)
+    if not isinstance(model, Codec):
+        raise TypeError(f"entry function of {name!r} returned {type(model).__name__}, not a Codec")
+    model.registry_name = name
+    model.config = full
+    model.check_parts()
+    return model
+
+
+def config_hash(name: str, config: dict) -> bytes:
+    """8-byte hash of (name, config): bitstreams from another architecture are refused."""
+    blob = json.dumps({"codec": name, "config": _jsonable(config)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).digest()[:8]
