@@ -101,6 +101,10 @@ class MaskedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
+    def effective_fraction(self) -> float:
+        """Share of the executed MACs that multiply a non-zero tap (profiler protocol)."""
+        return float(self.mask.mean())
+
 
 def conv(in_chs: int, out_chs: int, kernel_size: int = 5, stride: int = 2) -> nn.Conv2d:
     """'same'-padded conv that divides the resolution by ``stride``."""
