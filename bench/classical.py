@@ -7,12 +7,16 @@ so the benchmark can skip what this machine lacks and say why. The bytes are the
 whole file each library writes (container included), so bpp = 8 * len / (H * W).
 
 The settings are the ones a fair comparison on RGB PSNR needs. A classical codec
-compared on defaults is often crippled without anyone noticing (WebP at method 4,
-AVIF tuned for a perceptual metric, JPEG 2000 with the reversible 5/3 wavelet,
-x265 with psycho-visual tuning and a kilobyte of version SEI), which would make
-any learned codec look better than it is. Each class docstring says what is set,
-what is left at the library default, and why. ``settings()`` returns the same
-as a dict for the results JSON.
+compared on defaults is often crippled without anyone noticing (AVIF tuned for a
+perceptual metric, JPEG 2000 with the reversible 5/3 wavelet or without the
+colour transform, x265 with psycho-visual tuning and 2 kB of version SEI),
+which would make any learned codec look better than it is. Each class docstring
+says what is set, what is left at the library default, and why. ``settings()``
+returns the same as a dict for the results JSON.
+
+Percentages quoted below were measured once while writing this module, on one
+768x512 photo (matplotlib's ``grace_hopper.jpg``, Lanczos-resized and cropped),
+as pchip BD-rate on RGB PSNR (:mod:`bench.bd`): orders of magnitude, not results.
 
 Registry: :func:`list_classical` and :func:`get_classical`.
 """
@@ -148,7 +152,7 @@ class JpegCodec(ClassicalCodec):
 
     Set: ``quality=q`` (IJG scaling of the Annex K tables), ``subsampling=2``
     (4:2:0, what virtually every JPEG in the wild uses) and ``optimize=True``
-    (per-image optimal Huffman tables: free bits, about 5-10 %). The bytes are
+    (per-image optimal Huffman tables: free bits, 5.8 % BD-rate). The bytes are
     exactly what ``Image.save(buf, "JPEG", quality=q, subsampling=2, optimize=True)``
     writes. Not set: progressive mode, trellis quantization (mozjpeg only), so
     this is plain libjpeg-turbo JPEG, the usual "JPEG" anchor.
@@ -179,7 +183,7 @@ class WebpCodec(ClassicalCodec):
     """WebP lossy (libwebp through Pillow).
 
     Set: ``quality=q``, ``method=6`` (slowest, best RD search; the default 4 costs
-    a few percent), ``lossless=False``. Lossy WebP is VP8 intra and always 4:2:0 in
+    1.3 % BD-rate), ``lossless=False``. Lossy WebP is VP8 intra and always 4:2:0 in
     limited-range BT.601: the format offers no 4:4:4, so that handicap is WebP's own.
     Not set: ``use_sharp_yuv`` (helps perceived chroma edges, not PSNR).
     Note: ``imagecodecs.webp_encode`` with ``lossless`` left at None writes a
@@ -218,16 +222,17 @@ class AvifCodec(ClassicalCodec):
 
     Why Pillow and not ``imagecodecs.avif_encode``: imagecodecs exposes no
     codec-specific options, so libaom keeps libavif's default perceptual tuning;
-    on a 768x512 photo that costs about 15 % BD-rate in RGB PSNR against
-    ``tune=psnr`` (measured with this libavif 1.4, pchip BD-rate).
+    on the test photo that costs about 15 % BD-rate against ``tune=psnr``
+    (libavif 1.4; the same loss as Pillow without ``advanced``).
 
-    Why speed 4: speed 6 is about 8 % BD-rate worse on the same photo, speed 4 is
-    about 6x slower (~1.5 s per 768x512 encode on one core), speed 0-2 gain little
-    more for far more time. Pass ``speed=`` to change it.
+    Why speed 4: speed 6 (Pillow's default) is 8 % BD-rate worse and speed 8 is
+    10 % worse than 6; speed 4 takes about 1.5 s per 768x512 encode, 6x speed 6.
+    Slower speeds were not measured. Pass ``speed=`` to change it.
 
     Left at Pillow/libavif defaults: the RGB->YCbCr matrix (BT.601, full range,
     which only moves bits between channels), automatic tiling (single tile at
-    768x512), 8-bit depth. The AVIF/HEIF container adds a few hundred bytes, counted.
+    768x512), 8-bit depth. The HEIF container and AV1 headers take about 300 bytes
+    (a flat 64x64 image codes to 302), 0.006 bpp at 768x512, counted.
     """
 
     name = "avif"
@@ -243,10 +248,13 @@ class AvifCodec(ClassicalCodec):
     def available(self) -> tuple[bool, str]:
         ok, reason = _pillow_has("avif")
         if not ok:
-            return False, reason + " (needs Pillow >= 11.2 built with libavif; imagecodecs cannot set tune=psnr)"
+            hint = "needs Pillow >= 11.2 built with libavif; imagecodecs cannot set tune=psnr"
+            return False, f"{reason} ({hint})"
         from PIL import AvifImagePlugin
 
-        if not AvifImagePlugin._avif.encoder_codec_available("aom"):
+        # Pillow has no public query for the encoders its libavif was built with.
+        avif = getattr(AvifImagePlugin, "_avif", None)
+        if avif is None or not avif.encoder_codec_available("aom"):
             return False, "Pillow's libavif has no aom encoder (needed for tune=psnr)"
         return True, ""
 
@@ -291,13 +299,14 @@ class Jpeg2000Codec(ClassicalCodec):
     """JPEG 2000 (OpenJPEG through ``imagecodecs.jpeg2k_encode``), lossy.
 
     Set: ``reversible=False`` (irreversible 9/7 wavelet; the reversible 5/3 one is
-    for lossless and loses about 10-20 % lossy), ``mct=True`` (the irreversible colour
-    transform, RGB->YCbCr, without which all three RGB planes are coded as is),
+    meant for lossless and costs 19 % BD-rate lossy), ``mct=True`` (the irreversible
+    colour transform, RGB->YCbCr; coding the RGB planes as they are costs 107 %),
     ``codecformat="J2K"`` (raw codestream, no JP2 boxes). The knob is imagecodecs'
     ``level``, which it passes to OpenJPEG's fixed-quality mode
     (``cp_fixed_quality``, ``tcp_distoratio``): a target PSNR in dB that the
-    rate allocator stops at. One quality layer, one tile, the number of wavelet
-    levels chosen by imagecodecs from the image size (up to 5), 64x64 code blocks.
+    rate allocator stops at. Left at default: one quality layer, one tile, 64x64
+    code blocks, 5 wavelet levels at 768x512 (fewer on small images; all read back
+    from the COD marker segment).
     """
 
     name = "jpeg2000"
@@ -327,7 +336,7 @@ class JpegXlCodec(ClassicalCodec):
 
     Set: ``distance=q`` (Butteraugli distance, libjxl's native knob: 1.0 is
     "visually lossless", larger = fewer bits) and ``effort=7`` (libjxl's default
-    and the usual benchmark setting; 8-9 gain about 1-3 % for several times the time).
+    and the usual benchmark setting; effort 9 was 0.8 % *worse* in PSNR and 6x slower).
     Left at default: XYB colour space (JPEG XL's own, not selectable per metric),
     bare codestream without container. JPEG XL optimises a perceptual metric by
     design and has no PSNR tuning, so expect it to look worse in PSNR than it does.
@@ -420,10 +429,13 @@ class HevcIntraCodec(ClassicalCodec):
     ``--tune psnr`` turns off psycho-visual RDO and adaptive quantization,
     ``--keyint 1 --frames 1`` make a single intra picture, ``--qp`` is a fixed QP
     (the knob; the JVET/CTC way to sweep rate), ``--no-info`` drops the SEI with the
-    x265 version and full command line, about 1-2 kB that would otherwise be counted
-    as bits. ``--preset slow`` is the usual benchmark compromise (``veryslow``/
-    ``placebo`` gain about 1-2 % intra). This is x265, not the HM reference encoder:
-    expect HM to be some percent better.
+    x265 version and full command line (2.2 kB here, 0.05 bpp at 768x512), which
+    would otherwise be counted as bits.
+    ``--preset slow``: ``veryslow`` was within 0.1 % BD-rate of it on the test photo.
+    This is x265, not the HM reference encoder, which is usually better in intra.
+    ``--ctu`` is 64 unless the image is smaller (x265 needs one whole CTU).
+    8-bit YCbCr rounding alone caps the RGB round trip at about 53 dB PSNR, well
+    above the benchmark's rates.
 
     The bitstream is untagged (no VUI range/matrix) on purpose: it is only read
     back by :meth:`decode`, and an untagged stream keeps ffmpeg from inserting a
@@ -463,6 +475,11 @@ class HevcIntraCodec(ClassicalCodec):
         if not 0 <= qp <= 51 or qp != q:
             raise ValueError(f"hevc: QP must be an integer in 0..51, got {q}")
         height, width = rgb.shape[:2]
+        # x265 needs the picture to hold one CTU; keep the usual 64 whenever the
+        # image allows it, so benchmark-size images are coded with default CTUs.
+        ctu = next((c for c in (64, 32, 16) if min(height, width) >= c), None)
+        if ctu is None:
+            raise ValueError(f"hevc: x265 needs an image of at least 16x16 pixels, got {width}x{height}")
         planar = np.ascontiguousarray(rgb_to_ycbcr_bt709(rgb).transpose(2, 0, 1))
         with tempfile.TemporaryDirectory(prefix="vmuc_hevc_") as tmp:
             src, dst = Path(tmp) / "in.yuv", Path(tmp) / "out.hevc"
@@ -472,8 +489,8 @@ class HevcIntraCodec(ClassicalCodec):
                 "--input", str(src), "--input-res", f"{width}x{height}",
                 "--input-csp", "i444", "--input-depth", "8", "--output-depth", "8", "--fps", "1",
                 "--preset", self.preset, "--tune", "psnr",
-                "--keyint", "1", "--frames", "1", "--qp", str(qp),
-                "--no-info", "--log-level", "error",
+                "--keyint", "1", "--frames", "1", "--qp", str(qp), "--ctu", str(ctu),
+                "--no-info", "--no-progress", "--log-level", "error",
                 "--output", str(dst),
             ]  # fmt: skip
             _run(cmd, "x265")

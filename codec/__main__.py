@@ -1,0 +1,88 @@
+"""``python -m codec compress IN OUT.bin --checkpoint CKPT`` / ``python -m codec decompress IN.bin OUT.png --checkpoint CKPT``.
+
+On bad input: a non-zero exit and one line on stderr naming the problem, no traceback, and
+no output file left behind (outputs are written to a temp file and renamed at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _compress(args) -> str:
+    from codec.checkpoint import load_checkpoint
+    from codec.image import read_image, to_tensor
+
+    rgb = read_image(args.input)
+    model, _ = load_checkpoint(args.checkpoint)
+    t0 = time.perf_counter()
+    data = model.compress(to_tensor(rgb))
+    dt = time.perf_counter() - t0
+    out = Path(args.output)
+    _write_atomic(out, data)
+    h, w = rgb.shape[:2]
+    return f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, {model.registry_name}, {dt * 1000:.0f} ms"
+
+
+def _decompress(args) -> str:
+    from codec.checkpoint import load_checkpoint
+    from codec.image import to_uint8, write_png
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"output {out} must be a .png file (decoded images are written as PNG)")
+    data = Path(args.input).read_bytes()
+    model, _ = load_checkpoint(args.checkpoint)
+    t0 = time.perf_counter()
+    x_hat = model.decompress(data)
+    dt = time.perf_counter() - t0
+    write_png(out, to_uint8(x_hat))
+    return f"{out}: {x_hat.shape[-1]}x{x_hat.shape[-2]}, {model.registry_name}, {dt * 1000:.0f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m codec", description="Code images with a trained vmuc-lite checkpoint.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compress", help="image (PNG/JPEG/PPM/WebP) -> bitstream")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--checkpoint", required=True, help="checkpoint written by training (last.ckpt)")
+    d = sub.add_parser("decompress", help="bitstream -> PNG")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--checkpoint", required=True, help="the checkpoint the bitstream was made with")
+    args = parser.parse_args(argv)
+
+    from codec.bitstream import BitstreamError
+    from codec.checkpoint import CheckpointError
+    from codec.image import ImageReadError
+
+    try:
+        msg = (_compress if args.command == "compress" else _decompress)(args)
+    except (BitstreamError, CheckpointError, ImageReadError, ValueError, OSError, RuntimeError) as e:
+        where = getattr(e, "filename", None)
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, OSError) and where and str(where) not in text:
+            text = f"{where}: {e.strerror or text}"
+        print(f"error: {text}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(msg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
