@@ -124,7 +124,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: unreadable image ({exc})") from exc
-    return np.ascontiguousarray(rgb)
+    rgb = np.ascontiguousarray(rgb)
+    # arrays exported by Pillow are read-only; callers expect an array they own
+    return rgb if rgb.flags.writeable else rgb.copy()
 
 
 def _png_bit_depth(path: Path) -> int:
@@ -231,7 +233,8 @@ def to_tensor(rgb_uint8: np.ndarray) -> torch.Tensor:
     rgb = np.asarray(rgb_uint8)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"to_tensor: expected a uint8 HxWx3 array, got {rgb.dtype} {rgb.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+    # torch.tensor copies (and accepts read-only arrays, which from_numpy warns about)
+    t = torch.tensor(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
     return t.to(torch.float32).div_(255.0)
 
 

@@ -302,7 +302,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     def save(step: int) -> None:
         if rank == 0:
             save_checkpoint(ckpt_path, model, meta={"step": step, "config": meta_cfg, "val": val_metrics,
-                                                    "torch": torch.__version__},
+                                                    "torch": str(torch.__version__)},
                             optimizer=optimizer.state_dict(), step=step)
 
     try:

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny codecs and tiny images, all on the CPU."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+# Tiny models gain nothing from threads, and on a shared 2-core machine threads only contend.
+torch.set_num_threads(1)
+
+#: Tiny architecture configs used wherever a test needs "every registered codec".
+#: A codec registered without an entry here (or a *_tiny preset) fails test_every_codec_has_tiny_config.
+TINY_CONFIGS: dict[str, dict] = {
+    "factorized": {"N": 8, "M": 12},
+    "hyperprior": {"N": 8, "M": 12},
+    "mean_scale_hyperprior": {"N": 8, "M": 12},
+}
+
+
+def tiny_config(name: str) -> dict | None:
+    if name in TINY_CONFIGS:
+        return TINY_CONFIGS[name]
+    if name.endswith("tiny"):
+        return {}
+    return None
+
+
+@pytest.fixture
+def smooth_image():
+    """A smooth random image (codecs behave on it like on photos, unlike on white noise)."""
+
+    def make(h: int, w: int, seed: int = 0) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        low = torch.rand(1, 3, max(1, h // 8 + 1), max(1, w // 8 + 1), generator=g)
+        x = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+        return (x + 0.05 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
+
+    return make
