@@ -308,6 +308,8 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     try:
         bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, desc=f"train {model.registry_name}",
                    disable=rank != 0 or not tc.get("progress", True), dynamic_ncols=True)
+        if tc.get("val_at_start", False) and start_step == 0 and rank == 0:
+            logger.log({"step": 0, **{f"val/{k}": v for k, v in validate(model, val_paths).items()}})
         model.train()
         for step in bar:
             gen = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
@@ -333,7 +335,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
             done = step + 1
             if done % log_every == 0 or done == max_steps:
                 row = {"step": done, "lr": lr, **{k: float(v.detach()) for k, v in terms.items()},
-                       "psnr": float(-10 * torch.log10(terms["mse"].clamp_min(1e-12)))}
+                       "psnr": float(-10 * torch.log10(terms["mse"].detach().clamp_min(1e-12)))}
                 logger.log(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}")
             if val_every and (done % val_every == 0 or done == max_steps) and rank == 0:
