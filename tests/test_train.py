@@ -121,3 +121,30 @@ def test_real_bits_match_the_likelihood_estimate(trained_hyperprior):
         est_bytes = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values()) / 8
         assert abs(len(data) - est_bytes) <= 0.02 * est_bytes + 64, (path.name, len(data), est_bytes)
         assert not math.isclose(len(data), est_bytes, rel_tol=1e-9)  # measured, not copied
+
+
+def test_two_process_distributed_data_parallel_on_cpu(tmp_path):
+    """torchrun + DistributedDataParallel (gloo on the CPU): both ranks step, rank 0 saves."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "codec.train",
+           "codec=hyperprior", "codec.N=8", "codec.M=8", "trainer.max_steps=4", "trainer.batch_size=2",
+           "data.crop_size=64", "trainer.val_every=0", "trainer.checkpoint_every=2", "trainer.log_every=1",
+           "trainer.progress=false", "logger=none", f"hydra.run.dir={tmp_path}"]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+    assert sorted(_losses(tmp_path)) == [1, 2, 3, 4]  # one log, from rank 0 only
+    model, blob = load_checkpoint(tmp_path / "last.ckpt")
+    assert blob["step"] == 4
+
+
+def test_multirun_logs_one_finished_offline_wandb_run_per_job(tmp_path):
+    """Each Hydra multirun job gets its own wandb run, finished before the next job starts."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    cmd = [sys.executable, "-m", "codec.train", "-m", "loss.lmbda=0.01,0.02", "codec=hyperprior", "codec.N=8",
+           "codec.M=8", "trainer.max_steps=2", "trainer.batch_size=1", "data.crop_size=64", "trainer.val_every=0",
+           "trainer.log_every=1", "trainer.progress=false", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${loss.lmbda}"]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+    for job in ("0.01", "0.02"):
+        runs = list((tmp_path / job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, runs
+        assert list(runs[0].glob("*.wandb")), "no wandb log written"
+        assert (tmp_path / job / "last.ckpt").exists()
