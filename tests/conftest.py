@@ -16,6 +16,10 @@ TINY_CONFIGS: dict[str, dict] = {
     "factorized": {"N": 8, "M": 12},
     "hyperprior": {"N": 8, "M": 12},
     "mean_scale_hyperprior": {"N": 8, "M": 12},
+    "vmuc": {"luma_channels": 16, "chroma_channels": 8, "hyper_channels": 8, "luma_analysis_channels": [8, 8, 8],
+             "luma_synthesis_channels": [8, 8, 8], "chroma_analysis_channels": [8, 8],
+             "chroma_synthesis_channels": [8, 8], "hyper_synthesis_channels": [16, 16], "hyper_feature_channels": 16,
+             "context_channels": 16, "fusion_channels": [16, 16]},
 }
 
 
