@@ -231,6 +231,20 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + step * 7919 + rank * 104_729) % (2**63)
 
 
+def command_line() -> str:
+    """The command as typed: ``python -m PKG args...`` for a package's __main__ or a module."""
+    import sys
+
+    prog = Path(sys.argv[0])
+    if prog.name == "__main__.py":
+        prog_name = f"python -m {prog.parent.name}"
+    elif prog.suffix == ".py" and prog.parent.name in ("codec", "teacher", "student", "bench", "profiling"):
+        prog_name = f"python -m {prog.parent.name}.{prog.stem}"
+    else:
+        prog_name = str(prog)
+    return " ".join([prog_name, *sys.argv[1:]])
+
+
 def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     """Train per ``cfg`` (codec, data, trainer, loss, logger, seed); returns a summary dict.
 
@@ -345,7 +359,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
                 save(done)
     finally:
         logger.finish()
-    summary = {"codec": model.registry_name, "steps": max_steps, "resumed_from": start_step,
+    summary = {"codec": model.registry_name, "command": command_line(), "steps": max_steps, "resumed_from": start_step,
                "seconds": time.perf_counter() - t_start, "val": val_metrics, "checkpoint": str(ckpt_path)}
     if rank == 0:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
