@@ -1,0 +1,113 @@
+"""``python -m bench.readme``: regenerate the README's result tables from ``results/``.
+
+Each table sits between ``<!-- results:KEY -->`` and ``<!-- /results:KEY -->`` markers and is
+rebuilt from the JSON the benchmark, profiler and training commands wrote, with the command
+that produced it; the README never holds a number typed by hand.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _val_rows(run_dir: Path) -> list[dict]:
+    f = run_dir / "metrics.jsonl"
+    if not f.exists():
+        return []
+    return [r for r in (json.loads(line) for line in f.read_text().splitlines() if line.strip()) if "val/bpp" in r]
+
+
+def teacher_profile(results: Path) -> str:
+    prof = _load(results / "profile" / "vmuc" / "profile.json")
+    if prof is None:
+        return "_no teacher profile yet: `python -m profiling codec=vmuc hydra.run.dir=results/profile/vmuc`_"
+    w, h = prof["resolution"]
+    lines = [f"Teacher `vmuc` at {w}x{h} (`python -m profiling codec=vmuc hydra.run.dir=results/profile/vmuc`):", "",
+             "| side | part | calls | kMAC/px | effective kMAC/px | params |", "|---|---|---:|---:|---:|---:|"]
+    for side in ("encoder", "decoder"):
+        for part, row in prof[side]["parts"].items():
+            lines.append(f"| {side} | `{part}` | {row['calls']} | {row['kmac_per_px']:.2f} | "
+                         f"{row.get('effective_kmac_per_px', row['kmac_per_px']):.2f} | {row.get('params', '')} |")
+        s = prof[side]
+        lines.append(f"| **{side}** | **total** | | **{s['kmac_per_px']:.2f}** | {s['effective_kmac_per_px']:.2f} | {s['params']} |")
+    return "\n".join(lines)
+
+
+def zoo(results: Path) -> str:
+    md = results / "profile" / "zoo.md"
+    return md.read_text().strip() if md.exists() else "_no zoo table yet: `python -m profiling.zoo teacher=vmuc`_"
+
+
+def training(results: Path) -> str:
+    out = []
+    base = results / "train" / "baselines"
+    if base.exists():
+        out += ["Baselines, N=32, M=48, 128x128 crops, batch 8, lambda 0.01, on the built-in images, CPU "
+                "(`python -m codec.train codec=NAME codec.N=32 codec.M=48 trainer.max_steps=400 ... "
+                "trainer.val_at_start=true hydra.run.dir=results/train/baselines/NAME`; the exact command is in "
+                "each `summary.json`). Real bitstreams on 3 built-in images:", "",
+                "| codec | step | bpp | PSNR-RGB (dB) | MS-SSIM |", "|---|---:|---:|---:|---:|"]
+        for d in sorted(p for p in base.iterdir() if p.is_dir()):
+            for r in _val_rows(d):
+                out.append(f"| `{d.name}` | {r['step']} | {r['val/bpp']:.3f} | {r['val/psnr_rgb']:.2f} | {r['val/ms_ssim']:.3f} |")
+        out.append("")
+    for name, title in (("teacher_cpu", "Teacher `vmuc`"), ("student_cpu", "Student")):
+        d = results / "train" / name
+        if not d.exists():
+            continue
+        runs = sorted(p for p in d.iterdir() if p.is_dir() and (p / "summary.json").exists())
+        if not runs:
+            continue
+        cmd = _load(runs[0] / "summary.json").get("command", "")
+        out += [f"{title}, CPU (2 cores), honestly short: `{cmd}`. Validation with real bitstreams on the "
+                "8 eval images (768x512) from `python -m codec.data prepare`:", "",
+                "| run | steps | seconds | bpp | PSNR-RGB (dB) | MS-SSIM |", "|---|---:|---:|---:|---:|---:|"]
+        for r in runs:
+            s = _load(r / "summary.json")
+            v = s.get("val") or {}
+            if v:
+                out.append(f"| {r.name} | {s['steps']} | {s['seconds']:.0f} | {v['bpp']:.3f} | {v['psnr_rgb']:.2f} | "
+                           f"{v['ms_ssim']:.3f} |")
+        out.append("")
+    speed = _load(results / "train_speed.json")
+    if speed:
+        out += [f"Training speed side by side (`{speed['command']}`; batch {speed['batch_size']}, "
+                f"{speed['crop']}x{speed['crop']} crops, {speed['threads']} threads, median of {speed['rounds']} rounds):",
+                "", "| codec | steps/s | speed-up | params |", "|---|---:|---:|---:|"]
+        for name, r in speed["codecs"].items():
+            out.append(f"| `{name}` | {r['steps_per_s']:.3f} | {r['speedup_vs_first']:.1f}x | {r['params']} |")
+    return "\n".join(out).strip() or "_no training results yet_"
+
+
+SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training}
+
+
+def update(readme: Path, results: Path) -> list[str]:
+    text = readme.read_text()
+    done = []
+    for key, fn in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- results:{key} -->\n).*?(<!-- /results:{key} -->)", re.S)
+        if pattern.search(text):
+            body = fn(results)
+            text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+            done.append(key)
+    readme.write_text(text)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    readme = Path(argv[0]) if argv else Path("README.md")
+    results = Path(argv[1]) if len(argv) > 1 else Path("results")
+    print(f"updated {readme}: {', '.join(update(readme, results)) or 'no markers found'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
