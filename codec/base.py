@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 from typing import ClassVar, TypedDict
 
@@ -40,6 +41,22 @@ class CodecOutput(TypedDict):
     x_hat: torch.Tensor
     likelihoods: dict[str, torch.Tensor]
     taps: dict[str, torch.Tensor]
+
+
+@contextlib.contextmanager
+def coding_threads():
+    """Run the coding passes on one thread, then restore the caller's setting.
+
+    oneDNN's convolutions give results that differ in the last ulp with the thread count; a
+    scale that crosses a table boundary would then break decoding (the symbol CRC would catch
+    it, but the image would be lost). One thread makes encoder and decoder agree on any machine.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Codec(nn.Module):
@@ -118,7 +135,8 @@ class Codec(nn.Module):
         self._check_image(x)
         xp, _ = pad_to_stride(x.float().clamp(0, 1), self.stride)
         recorder = SymbolRecorder()
-        self.encoder_pass(xp, recorder)
+        with coding_threads():
+            self.encoder_pass(xp, recorder)
         return recorder, tuple(xp.shape[-2:])
 
     @torch.no_grad()
@@ -154,7 +172,8 @@ class Codec(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            x_hat = self.decoder_pass(reader, self.padded_size(header.height, header.width))
+            with coding_threads():
+                x_hat = self.decoder_pass(reader, self.padded_size(header.height, header.width))
         finally:
             self.train(was_training)
         reader.finish(header.symbol_crc)
@@ -170,7 +189,8 @@ class Codec(nn.Module):
         self.eval()
         try:
             recorder, size = self.encode_symbols(x)
-            x_hat = self.decoder_pass(recorder.replay(), size)
+            with coding_threads():
+                x_hat = self.decoder_pass(recorder.replay(), size)
         finally:
             self.train(was_training)
         return crop(x_hat, tuple(x.shape[-2:])).clamp(0, 1), recorder

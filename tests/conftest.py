@@ -28,6 +28,10 @@ def tiny_config(name: str) -> dict | None:
         return TINY_CONFIGS[name]
     if name.endswith("tiny"):
         return {}
+    if name.startswith("student"):
+        from student.zoo import TINY_WIDTHS
+
+        return dict(TINY_WIDTHS)
     return None
 
 

@@ -1,0 +1,161 @@
+"""StudentCodec: a transform choice x a context choice x widths, behind the Codec contract.
+
+::
+
+    x (RGB) -> g_a -> y -> h_a -> z -> [factorized] -> z_hat -> h_s -> hyper features (H/16)
+                      y -> [context schedule: steps k = 1..S]                      |
+                             hyper[phases_k] + context_k(y_hat decoded so far) -> entropy_parameters_k
+                             -> io.gaussian -> y_hat[phases_k]
+               y_hat -> g_s -> x_hat (RGB)
+
+Students keep the teacher's interface: RGB in, bitstream, RGB out, YCbCr 4:2:0 inside
+(student.transforms). The context (student.context) is checkerboard (2 decoder passes) or
+multi-scale progressive (``1 + levels * stages`` passes); one loop, :func:`code_latent`, serves
+the encoder, the decoder and ``forward``, so the three cannot drift apart. Both coding passes
+run on one thread (:func:`single_threaded`), so neither the bitstream nor the decoded image
+depends on the thread count.
+
+Config (all JSON-like, stored in checkpoints and hashed into bitstreams)::
+
+    transform: {...}        student.transforms.TransformSpec   (conf/student/transform/*.yaml)
+    context: {...}          student.context.build_context      (conf/student/context/*.yaml)
+    widths: [w0, w1, w2, w3]  main-transform channels at H/2, H/4, H/8, H/16
+    latent: M               channels of y (H/16)
+    hyper: C_z              channels of z (H/64)
+    hyper_width: int        channels of h_a / h_s at H/32
+    entropy_width: int      hyper features at H/16 and hidden width of the entropy parameters
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from codec.base import Codec, CodecOutput, Side
+from codec.entropy import FactorizedPrior, GaussianConditional, quantize
+from student.context import EntropyParameters, Lattice, build_context, code_latent, take_phases
+from student.transforms import Analysis, HyperAnalysis, HyperSynthesis, Synthesis, TransformSpec
+
+__all__ = ["StudentCodec", "single_threaded"]
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run a coding pass on one intra-op thread (restored afterwards).
+
+    Encoder and decoder must derive bit-identical scale indices (DESIGN.md, "Determinism of
+    decoding"), but oneDNN and MKL choose summation orders by thread count: on this project's
+    CPU build a 1x1 convolution differs by an ulp between 1 and 2 threads for many shapes, and
+    a matmul rewrite still differed for some shapes at 3+ threads -- enough to move a scale
+    across a scale-table boundary, and to make the image depend on the thread count. With one
+    thread both depend on the build and the CPU only. At ~2 kMAC/px a 768x512 decode takes
+    about 0.1 s on one core, so the price is small; ``forward`` (training) keeps every thread.
+    ``torch.set_num_threads`` is process-wide: do not run other torch work concurrently from
+    another Python thread during a pass.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class StudentCodec(Codec):
+    """Built from a ``transform`` dict, a ``context`` dict and widths (module docstring); the
+    registry entries live in student.zoo."""
+
+    parts = {
+        "g_a": Side.ENCODER,
+        "h_a": Side.ENCODER,
+        "h_s": Side.BOTH,
+        "context": Side.BOTH,
+        "entropy_parameters": Side.BOTH,
+        "g_s": Side.DECODER,
+    }
+
+    def __init__(self, transform: dict, context: dict, widths, latent: int = 128, hyper: int = 64,
+                 hyper_width: int = 96, entropy_width: int = 128):
+        super().__init__()
+        spec = TransformSpec.from_config(copy.deepcopy(dict(transform)))
+        self.latent, self.hyper = int(latent), int(hyper)
+        self.g_a = Analysis(spec, widths, self.latent)
+        self.h_a = HyperAnalysis(spec, self.latent, hyper_width, self.hyper)
+        self.h_s = HyperSynthesis(spec, self.hyper, hyper_width, entropy_width)
+        self.context = build_context(copy.deepcopy(dict(context)), self.latent)
+        self.entropy_parameters = EntropyParameters(self.context.schedule, self.latent, entropy_width,
+                                                    self.context.width, entropy_width)
+        self.g_s = Synthesis(spec, widths, self.latent)
+        self.entropy_bottleneck = FactorizedPrior(self.hyper)
+        self.gaussian_conditional = GaussianConditional()
+        # y is at H/16 and z at H/64; the context's coarsest grid divides y once more.
+        self.stride = max(64, 16 * self.context.max_stride)
+
+    @property
+    def steps(self) -> int:
+        """Decoder passes of the context model (checkerboard 2, MSP 1 + levels * stages)."""
+        return self.context.steps
+
+    def _z_shape(self, size) -> torch.Size:
+        return torch.Size((1, self.hyper, size[0] // 64, size[1] // 64))
+
+    # -- training path ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> CodecOutput:
+        self.check_forward_input(x)
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat = quantize(z, "noise" if self.training else "round")
+        hyper = self.h_s(z_hat)
+        likelihoods, scales, means = Lattice(), Lattice(), Lattice()
+
+        def code_step(k, step, s, m):
+            y_k = take_phases(y, step.stride, step.phases)
+            if self.training:
+                lik = self.gaussian_conditional.likelihood(quantize(y_k, "noise"), s, m)
+                y_hat_k = quantize(y_k, "ste", m)
+            else:
+                y_hat_k = quantize(y_k, "round", m)
+                lik = self.gaussian_conditional.likelihood(y_hat_k, s, m)
+            likelihoods.put(step, lik)
+            scales.put(step, s)
+            means.put(step, m)
+            return y_hat_k
+
+        y_hat = code_latent(self.context, self.entropy_parameters, hyper, code_step)
+        taps = {"y": y, "z": z, "hyper": hyper, "scales": scales.full(), "means": means.full()}
+        x_hat = self.g_s(y_hat, taps)
+        return {"x_hat": x_hat,
+                "likelihoods": {"y": likelihoods.full(), "z": self.entropy_bottleneck.likelihood(z_hat)},
+                "taps": taps}
+
+    # -- coding passes ------------------------------------------------------------------------
+    def encoder_pass(self, x, io):
+        with single_threaded():
+            self._encoder_pass(x, io)
+
+    def decoder_pass(self, io, size):
+        with single_threaded():
+            return self._decoder_pass(io, size)
+
+    def _encoder_pass(self, x, io):
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat = io.factorized("z", self.entropy_bottleneck, z, self._z_shape(x.shape[-2:]))
+
+        def code_step(k, step, scales, means):
+            return io.gaussian("y", self.gaussian_conditional, take_phases(y, step.stride, step.phases), scales, means)
+
+        code_latent(self.context, self.entropy_parameters, self.h_s(z_hat), code_step)
+
+    def _decoder_pass(self, io, size):
+        z_hat = io.factorized("z", self.entropy_bottleneck, None, self._z_shape(size))
+
+        def code_step(k, step, scales, means):
+            return io.gaussian("y", self.gaussian_conditional, None, scales, means)
+
+        y_hat = code_latent(self.context, self.entropy_parameters, self.h_s(z_hat), code_step)
+        return self.g_s(y_hat)
