@@ -147,15 +147,17 @@ def run_bench(cfg: DictConfig, command: str = "python -m bench") -> dict:
     images, eval_set = load_eval_set(cfg.data.get("eval_dir"), cfg.data.get("max_images"))
 
     out_dir = Path(cfg.out_dir)
-    env = environment(int(threads) if threads else None)
+    bench_threads = int(threads) if threads else None
     progress, warmup = bool(cfg.get("progress", True)), bool(cfg.get("warmup", True))
     written = []
     for c in classical:
+        env = environment(bench_threads)  # per codec: the load average is the one it was timed under
         rate_points, rows = measure_classical(c, images, warmup=warmup, progress=progress)
         result = curve_result(c.name, _description("classical", c.__doc__.strip().splitlines()[0].rstrip("."), eval_set),
                               "classical", c.name, c.settings(), rate_points, rows, eval_set, command, env)
         written.append(write_json(result_path(out_dir, c.name), result))
     for curve in learned:
+        env = environment(bench_threads)
         rate_points, rows = measure_learned(curve, images, warmup=warmup, progress=progress)
         what = f"learned codec {curve.profile_label}, {len(curve.checkpoints)} checkpoints"
         result = curve_result(curve.label, _description("learned", what, eval_set), "learned", curve.codec,

@@ -66,7 +66,7 @@ def rd_plot(results: Sequence[dict], roles: dict[str, str], metric: str, path: s
     ax.set_title(("PSNR-RGB" if metric == "psnr-rgb" else "MS-SSIM (RGB)") + " against rate")
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.35)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a curve
     return _save(fig, path)
 
 
@@ -105,6 +105,7 @@ def pareto_plot(points: Sequence[ParetoPoint], budget: float | None, target: flo
         ax.axvline(budget, color="tab:green", linestyle="--", linewidth=1.5,
                    label=f"{target:g}x budget: {budget:.3g} kMAC/px")
     ax.axhline(0.0, color="black", linewidth=0.8, alpha=0.6)
+    ax.margins(y=0.15)  # room for the point labels
     ax.set_xlabel("decoder kMAC/px (log scale; executed MACs at the profiled resolution)")
     ax.set_ylabel("BD-rate vs teacher, PSNR-RGB, pchip [%]  (lower is better)")
     ax.set_title("Decoder compute against compression efficiency")

@@ -187,6 +187,18 @@ def speed_table(results: Sequence[dict], teacher: str | None) -> dict:
         notes.append(f"timings come from different CPUs ({'; '.join(cpus)}): ratios across them are not comparable")
     if len(threads) > 1:
         notes.append(f"codecs were timed with different thread settings ({', '.join(threads)})")
+    busy = [(r["name"], (r.get("environment") or {}).get("loadavg_1min"), (r.get("environment") or {}).get("cpu_count"))
+            for r in results]
+    busy = [(n, load, cpus) for n, load, cpus in busy if load is not None and cpus and load > cpus]
+    waited = [row["name"] for row in rows if row["decode_cpu_per_wall"] is not None and row["decode_cpu_per_wall"] < 0.8]
+    if waited:
+        notes.append(f"decode CPU/wall below 0.8 for {', '.join(waited)}: the decoder waited for a "
+                     "CPU (other work on the machine), so its wall time is inflated; rerun it on an idle machine")
+    if busy:
+        worst = max(busy, key=lambda b: b[1] / b[2])
+        notes.append(f"{len(busy)} of {len(rows)} codecs were timed on a busy machine (1-min load average above "
+                     f"the CPU count, up to {worst[1]:.1f} on {worst[2]} CPUs): their wall times are inflated and "
+                     "noisy; rerun on an idle machine for timings to quote")
     return {"teacher": teacher, "rows": rows, "notes": notes}
 
 
@@ -223,7 +235,9 @@ def _rel(path: Path, start: Path) -> str:
 def _point_label(result: dict, point: dict) -> str:
     if "quality" in point:
         return f"q={point['quality']:g}" if isinstance(point["quality"], (int, float)) else f"q={point['quality']}"
-    name = Path(point.get("checkpoint", "?")).name
+    path = Path(point.get("checkpoint", "?"))
+    names = [Path(p.get("checkpoint", "?")).name for p in result["rate_points"]]
+    name = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"  # run dirs of last.ckpt
     lm = point.get("lmbda")
     return f"{name} (λ={lm:g})" if isinstance(lm, (int, float)) else name
 
@@ -350,7 +364,7 @@ def _markdown(results, roles, teacher, anchor_classical, bd, speed, notes, paret
     here = report_path.parent
     out_rel = _rel(out, here)
     L = ["# vmuc-lite benchmark report", "",
-         f"Generated from the JSON files in `{out_rel}/` by `{command}`; do not edit by hand. "
+         f"Generated from the JSON files in `{out.as_posix()}/` by `{command}`; do not edit by hand. "
          "Every number below is a mean over the evaluation images of a real bitstream "
          "(bpp = 8 x bytes / (H x W), container and headers counted) and of the decoded 8-bit image.", ""]
 
@@ -410,7 +424,8 @@ def _markdown(results, roles, teacher, anchor_classical, bd, speed, notes, paret
 
     L += ["## Decode speed, side by side", "",
           "Median wall time of `decompress` (learned) or of the library decoder (classical) over every image "
-          "and rate point, on the CPU named below; CPU/wall > 1 means the decoder used more than one core. "
+          "and rate point, on the CPU named below; CPU/wall > 1 means the decoder used more than one core, "
+          "< 1 that it waited for a CPU (a busy machine). "
           "Learned codecs run with the thread count recorded in their JSON (`threads=`).", ""]
     rows = []
     for row in speed["rows"]:

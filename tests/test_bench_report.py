@@ -133,3 +133,17 @@ def test_profile_matching_prefers_architecture_then_label(tmp_path):
     teacher = {"name": "vmuc", "codec": "vmuc", "config": {"other": 1}}
     assert match_profile(teacher, entries).decoder_kmac_per_px == 70.0  # by label
     assert match_profile({"name": "nobody", "codec": "x", "config": {}}, entries) is None
+
+
+def test_speed_flags_a_decoder_that_waited_for_a_cpu(tmp_path):
+    out = tmp_path / "bench"
+    result = _write(out, "vmuc", "learned", "vmuc", TEACHER_CONFIG, TEACHER_POINTS, decode_s=2.0)
+    for row in result["images"]:
+        row["decode_cpu_s"] = 0.5 * row["decode_s"]  # descheduled half the time
+    result["environment"].update(loadavg_1min=6.0, cpu_count=2)
+    write_json(out / "vmuc.json", result)
+    build_report(out, profile_dir=tmp_path / "none")
+    speed = json.loads((out / "speed.json").read_text())
+    assert speed["rows"][0]["decode_cpu_per_wall"] == pytest.approx(0.5)
+    assert any("CPU/wall below 0.8 for vmuc" in n for n in speed["notes"])
+    assert any("busy machine" in n and "6.0 on 2 CPUs" in n for n in speed["notes"])
