@@ -27,12 +27,11 @@ Config (all JSON-like, stored in checkpoints and hashed into bitstreams)::
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
 
-from codec.base import Codec, CodecOutput, Side
+from codec.base import Codec, CodecOutput, Side, coding_threads
 from codec.entropy import FactorizedPrior, GaussianConditional, quantize
 from student.context import EntropyParameters, Lattice, build_context, code_latent, take_phases
 from student.transforms import Analysis, HyperAnalysis, HyperSynthesis, Synthesis, TransformSpec
@@ -40,29 +39,9 @@ from student.transforms import Analysis, HyperAnalysis, HyperSynthesis, Synthesi
 __all__ = ["StudentCodec", "single_threaded"]
 
 
-@contextlib.contextmanager
-def single_threaded():
-    """Run a coding pass on one intra-op thread (restored afterwards).
-
-    Encoder and decoder must derive bit-identical scale indices (DESIGN.md, "Determinism of
-    decoding"), but oneDNN and MKL choose summation orders by thread count: on this project's
-    CPU build a 1x1 convolution differs by an ulp between 1 and 2 threads for many shapes, and
-    a matmul rewrite still differed for some shapes at 3+ threads -- enough to move a scale
-    across a scale-table boundary, and to make the image depend on the thread count. With one
-    thread both depend on the build and the CPU only. At ~2 kMAC/px a 768x512 decode takes
-    about 0.1 s on one core, so the price is small; ``forward`` (training) keeps every thread.
-    ``torch.set_num_threads`` is process-wide: do not run other torch work concurrently from
-    another Python thread during a pass.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+#: The passes run on one thread, also when called directly (profiler timing, tests):
+#: codec.base.coding_threads explains why; compress/decompress use the same guard.
+single_threaded = coding_threads
 
 
 class StudentCodec(Codec):
