@@ -209,19 +209,18 @@ class SymbolReplay:
 
     decoding = True
 
-    def __init__(self, recorded: list[tuple[str, str, np.ndarray]]):
+    def __init__(self, recorded: list[tuple[str, str, np.ndarray]], all_zeros: bool = False):
         self._recorded = list(recorded)
         self._pos = 0
+        self._all_zeros = all_zeros
 
     @classmethod
     def zeros(cls) -> "SymbolReplay":
         """A replay that returns all-zero symbols: neural work of a decode without an encode."""
-        replay = cls([])
-        replay._zeros = True
-        return replay
+        return cls([], all_zeros=True)
 
     def _next(self, stream: str, kind: str, n: int) -> np.ndarray:
-        if getattr(self, "_zeros", False):
+        if self._all_zeros:
             return np.zeros(n, dtype=np.int32)
         if self._pos >= len(self._recorded):
             raise RuntimeError("SymbolReplay: the decoder asked for more symbol blocks than the encoder recorded")
