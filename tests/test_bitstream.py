@@ -44,14 +44,29 @@ def _regions(stream):
 
 def test_every_flipped_bit_is_detected(model, stream):
     payload_start, crc_at = _regions(stream)
-    assert 0 < crc_at < payload_start < len(stream)
     regions = {"header": range(0, crc_at), "checksums": range(crc_at, payload_start),
                "payload": range(payload_start, len(stream))}
+    # The regions cover every byte of the stream exactly once, in order, and none is empty;
+    # every stream has payload bytes, so each one's coder sees damage.
+    assert [i for r in regions.values() for i in r] == list(range(len(stream)))
+    assert all(len(r) > 0 for r in regions.values()), {k: len(r) for k, r in regions.items()}
+    assert len(regions["checksums"]) == 8  # symbol crc, header crc
+    _, payloads = unpack(stream)
+    assert len(payloads) >= 2 and all(payloads), [len(p) for p in payloads]
     for region, byte_range in regions.items():
         for bit in range(byte_range.start * 8, byte_range.stop * 8):
-            with pytest.raises(BitstreamError):
-                model.decompress(_flip(stream, bit))
-            assert region  # every region was exercised
+            damaged = _flip(stream, bit)
+            with pytest.raises(BitstreamError) as caught:
+                model.decompress(damaged)
+            # Each region is caught by the check meant for it: a damaged header or checksum by
+            # the container before anything is decoded, a damaged payload by the decoder.
+            if region == "payload":
+                unpack(damaged)
+            else:
+                with pytest.raises(BitstreamError):
+                    unpack(damaged)
+            if region == "checksums":
+                assert "header checksum mismatch" in str(caught.value), (bit, str(caught.value))
 
 
 def test_stream_of_another_codec_or_config(model, stream):
