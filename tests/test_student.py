@@ -133,22 +133,32 @@ def test_eval_forward_agrees_with_decode(name):
     assert torch.allclose(crop(out["x_hat"], (100, 77)).clamp(0, 1), decoded, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_bitstream_and_image_do_not_depend_on_the_thread_count(name):
+@pytest.mark.parametrize("name", STUDENTS)
+def test_coding_passes_called_directly_run_on_one_thread(name):
+    """student.codec.single_threaded guards encoder_pass and decoder_pass themselves, not only
+    compress/decompress (tests/test_codec_roundtrip.py checks those for every codec): the
+    profiler and the tests call the passes directly. Every layer sees one thread; the caller
+    gets its setting back."""
     model = _model(name)
-    x = _smooth(130, 200, seed=2)
+    xp, _ = pad_to_stride(_smooth(64, 128, seed=2), model.stride)
+    seen: list = []
+    hooks = [module.register_forward_pre_hook(lambda m, a, part=part: seen.append((part, torch.get_num_threads())))
+             for part in model.parts for module in getattr(model, part).modules()]
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        data = model.compress(x)
-        decoded = model.decompress(data)
-        for t in (2, 3, 4):
-            torch.set_num_threads(t)
-            assert model.compress(x) == data, f"{t} threads give another bitstream"
-            assert torch.equal(model.decompress(data), decoded), f"{t} threads decode another image"
-        assert torch.get_num_threads() == 4, "a coding pass must restore the caller's thread count"
+        torch.set_num_threads(2)
+        recorder = SymbolRecorder()
+        with torch.no_grad():
+            model.encoder_pass(xp, recorder)
+            assert torch.get_num_threads() == 2, "encoder_pass must restore the caller's thread count"
+            model.decoder_pass(recorder.replay(), tuple(xp.shape[-2:]))
+            assert torch.get_num_threads() == 2, "decoder_pass must restore the caller's thread count"
     finally:
         torch.set_num_threads(threads)
+        for h in hooks:
+            h.remove()
+    assert {part for part, _ in seen} == set(model.parts)
+    assert {n for _, n in seen} == {1}, sorted({(part, n) for part, n in seen if n != 1})
 
 
 def test_every_transform_and_context_combination_round_trips():

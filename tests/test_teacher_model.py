@@ -143,23 +143,6 @@ def test_decoder_side_kmac_per_px_is_vmuc_first_stage():
     assert 64 <= kmac <= 74, kmac
 
 
-def test_decode_with_another_thread_count_gives_the_same_symbols(tiny):
-    """DESIGN.md, "Determinism of decoding": the symbol checksum in the header must match
-    when the decoder runs on another number of threads; the coding passes run on one thread
-    (codec.base.coding_threads), so the pixels are identical too."""
-    x = _image(128, 192, seed=3)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        data = tiny.compress(x)
-        reference = tiny.decompress(data)
-        torch.set_num_threads(1)
-        single = tiny.decompress(data)  # raises BitstreamError if any symbol differs
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(single, reference)
-
-
 @pytest.mark.parametrize("name", ["vmuc", "vmuc_tiny"])
 def test_hydra_config_lists_every_keyword_with_its_default(name):
     omegaconf = pytest.importorskip("omegaconf")
