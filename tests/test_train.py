@@ -14,9 +14,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import codec.train as train
 from codec.checkpoint import load_checkpoint, read_checkpoint
 from codec.image import pad_to_stride, read_image, to_tensor
+from codec.engine import RateDistortion
 from codec.train import TrainingDiverged, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,17 +71,17 @@ def test_sigkill_and_resume_follow_the_uninterrupted_curve(tmp_path):
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    real = train.rd_loss
+    real = RateDistortion.forward
     calls = {"n": 0}
 
-    def poisoned(out, x, cfg):
-        terms = real(out, x, cfg)
+    def poisoned(self, model, x):
+        terms = real(self, model, x)
         calls["n"] += 1
         if calls["n"] == 8:  # step index 7
             terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(train, "rd_loss", poisoned)
+    monkeypatch.setattr(RateDistortion, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 7; last good checkpoint: .*last.ckpt"):
         run(tiny_cfg(), tmp_path)
     model, blob = load_checkpoint(tmp_path / "last.ckpt")
