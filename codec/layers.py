@@ -52,7 +52,6 @@ class GDN(nn.Module):
 
     def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
         super().__init__()
-        self.channels = channels
         self.inverse = inverse
         self.beta_min = beta_min
         self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self._pedestal))
@@ -65,10 +64,14 @@ class GDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         beta, gamma = self.effective_params()
-        c = self.channels
+        c = gamma.shape[0]  # from the parameter, so pruning gamma[keep][:, keep] and beta[keep] just works
         norm = F.conv2d(x * x, gamma.reshape(c, c, 1, 1), beta)
         norm = torch.sqrt(norm) if self.inverse else torch.rsqrt(norm)
         return x * norm
+
+    @property
+    def channels(self) -> int:
+        return self.beta.shape[0]
 
     def extra_repr(self) -> str:
         return f"{self.channels}, inverse={self.inverse}"

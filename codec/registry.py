@@ -6,6 +6,13 @@
 ``create_codec(name, **config)`` calls the entry function with the config, and stores on the
 instance its registry name and the *full* config (defaults filled in), which is what
 checkpoints and bitstream headers record. Loading never guesses widths from weight shapes.
+
+A keyword whose default is ``None`` and that is left at ``None`` is *not* recorded: optional
+additions to an architecture (per-layer widths, say) leave the configs, config hashes and
+bitstreams of models that do not use them exactly as they were.
+
+Providers may also store Hydra configs (``register_config(group, name, node)``), so a preset
+defined in Python is selectable as ``codec=NAME`` without a YAML copy of it.
 """
 from __future__ import annotations
 
@@ -18,7 +25,8 @@ from typing import Callable
 
 from codec.base import Codec
 
-__all__ = ["register_codec", "create_codec", "list_codecs", "config_hash", "codec_entry"]
+__all__ = ["register_codec", "register_config", "create_codec", "list_codecs", "config_hash", "codec_entry",
+           "resolve_config"]
 
 _REGISTRY: dict[str, Callable[..., Codec]] = {}
 # Modules whose import registers codecs; imported lazily so `codec` imports none of the others
@@ -37,6 +45,14 @@ def register_codec(name: str):
         return fn
 
     return wrap
+
+
+def register_config(group: str, name: str, node: dict) -> None:
+    """Store ``node`` as the Hydra config ``group=name`` (Hydra's ConfigStore, which every
+    Hydra app and ``compose`` call in this process searches beside ``pkg://conf``)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group=group, name=name, node=node)
 
 
 def _load_providers() -> None:
@@ -87,7 +103,8 @@ def resolve_config(name: str, config: dict) -> dict:
         known = ", ".join(sig.parameters)
         raise TypeError(f"codec {name!r}: {e}; its config keys are: {known}") from None
     bound.apply_defaults()
-    return _jsonable(dict(bound.arguments))
+    unset_optional = {k for k, p in sig.parameters.items() if p.default is None and bound.arguments.get(k) is None}
+    return _jsonable({k: v for k, v in bound.arguments.items() if k not in unset_optional})
 
 
 def create_codec(name: str, **config) -> Codec:

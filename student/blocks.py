@@ -1,7 +1,8 @@
 """Cheap blocks for student transforms, sharing one keyword vocabulary.
 
 Every block takes ``in_chs, out_chs, kernel_size, stride, exp_ratio, act`` (the resampling
-blocks also ``groups``), as the blocks of timm's ``_efficientnet_blocks.py`` do, so a
+blocks also ``groups``; the stage blocks ``mid_chs``, an explicit hidden width that overrides
+``exp_ratio``, so a pruned block is described by its config), as the blocks of timm's ``_efficientnet_blocks.py`` do, so a
 transform is a list of (block name, keywords) and swapping the block type is a config
 change. ``act`` is a name (:data:`ACTS`), which keeps architecture configs JSON-like.
 
@@ -57,18 +58,26 @@ class SimplifiedGDN(nn.Module):
     or C with ``diagonal=True`` (per-channel gamma, a 1x1 conv with C groups), the variant
     that fits depthwise-heavy nets whose other layers cost O(C) per position.
     beta >= beta_min and gamma >= 0 are kept by a gradient-preserving lower bound.
+
+    Widths are read from the parameters' shapes, never from a stored count, so a pruner that
+    cuts ``beta[keep]`` and ``gamma[keep][:, keep]`` (``gamma[keep]`` when diagonal) leaves a
+    working layer.
     """
 
     def __init__(self, channels: int, inverse: bool = False, diagonal: bool = False,
                  beta_min: float = 1e-6, gamma_init: float = 0.1):
         super().__init__()
-        self.channels, self.inverse, self.diagonal, self.beta_min = channels, inverse, diagonal, beta_min
+        self.inverse, self.diagonal, self.beta_min = inverse, diagonal, beta_min
         self.beta = nn.Parameter(torch.ones(channels))
         gamma = torch.full((channels, 1), gamma_init) if diagonal else gamma_init * torch.eye(channels)
         self.gamma = nn.Parameter(gamma)
 
+    @property
+    def channels(self) -> int:
+        return self.beta.shape[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.channels
+        c = self.beta.shape[0]
         beta = lower_bound(self.beta, self.beta_min)
         gamma = lower_bound(self.gamma, 0.0)
         norm = F.conv2d(torch.abs(x), gamma.reshape(c, -1, 1, 1), beta, groups=c if self.diagonal else 1)
@@ -87,7 +96,9 @@ def make_act(name: str | None, channels: int) -> nn.Module:
     if name is None or name == "identity":
         return nn.Identity()
     if name == "relu":
-        return nn.ReLU(inplace=True)
+        # never in place: torch-pruning mis-traces in-place ops, and forward hooks that capture
+        # a conv's output for feature distillation would see it overwritten
+        return nn.ReLU()
     if name in ("gdn", "igdn", "gdn_diag", "igdn_diag"):
         return SimplifiedGDN(channels, inverse=name.startswith("i"), diagonal=name.endswith("_diag"))
     raise ValueError(f"unknown activation {name!r}; use one of {', '.join(ACTS)}")
@@ -159,6 +170,14 @@ def _check(cls: str, in_chs: int, out_chs: int, kernel_size: int, stride: int) -
         raise ValueError(f"{cls}: stride must be >= 1, got {stride}")
 
 
+def _mid(cls: str, mid_chs: int | None, default: int) -> int:
+    if mid_chs is None:
+        return default
+    if not isinstance(mid_chs, int) or isinstance(mid_chs, bool) or mid_chs < 1:
+        raise ValueError(f"{cls}: mid_chs (the hidden width) must be a whole number >= 1, got {mid_chs!r}")
+    return mid_chs
+
+
 # -------------------------------------------------------------------------------------- blocks
 class DepthwiseSeparable(nn.Module):
     """Depthwise kxk (stride, depth multiplier ``exp_ratio``) -> act -> pointwise 1x1.
@@ -168,9 +187,12 @@ class DepthwiseSeparable(nn.Module):
     """
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1,
-                 exp_ratio: float = 1, act: str | None = "relu"):
+                 exp_ratio: float = 1, act: str | None = "relu", mid_chs: int | None = None):
         super().__init__()
         _check(type(self).__name__, in_chs, out_chs, kernel_size, stride)
+        if mid_chs is not None and mid_chs != in_chs * exp_ratio:
+            raise ValueError(f"DepthwiseSeparable: the hidden width is the depthwise conv's output, in_chs x exp_ratio "
+                             f"= {in_chs * exp_ratio}, tied to the input; it cannot be set to {mid_chs}")
         if exp_ratio != int(exp_ratio) or exp_ratio < 1:
             raise ValueError(f"DepthwiseSeparable: exp_ratio is the depth multiplier, a whole number >= 1, got {exp_ratio}")
         e = int(exp_ratio)
@@ -179,6 +201,11 @@ class DepthwiseSeparable(nn.Module):
         self.act = make_act(act, in_chs * e)
         self.conv_pw = _pw(in_chs * e, out_chs)
         _init_zero(self.conv_pw) if self.has_skip else init_conv(self.conv_pw)
+
+    @staticmethod
+    def default_mid(in_chs: int, out_chs: int, stride: int, exp_ratio: float) -> None:
+        """No free hidden width: the depthwise conv's output count is tied to its input."""
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv_pw(self.act(self.conv_dw(x)))
@@ -192,10 +219,10 @@ class InvertedResidual(nn.Module):
     """
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1,
-                 exp_ratio: float = 2, act: str | None = "relu"):
+                 exp_ratio: float = 2, act: str | None = "relu", mid_chs: int | None = None):
         super().__init__()
         _check(type(self).__name__, in_chs, out_chs, kernel_size, stride)
-        mid = max(1, round(in_chs * exp_ratio))
+        mid = _mid(type(self).__name__, mid_chs, self.default_mid(in_chs, out_chs, stride, exp_ratio))
         self.has_skip = stride == 1 and in_chs == out_chs
         self.conv_pw = init_conv(_pw(in_chs, mid), act_gain(act))
         self.act1 = make_act(act, mid)
@@ -203,6 +230,10 @@ class InvertedResidual(nn.Module):
         self.act2 = make_act(act, mid)
         self.conv_pwl = _pw(mid, out_chs)
         _init_zero(self.conv_pwl) if self.has_skip else init_conv(self.conv_pwl)
+
+    @staticmethod
+    def default_mid(in_chs: int, out_chs: int, stride: int, exp_ratio: float) -> int:
+        return max(1, round(in_chs * exp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv_pwl(self.act2(self.conv_dw(self.act1(self.conv_pw(x)))))
@@ -221,7 +252,7 @@ class ShuffleUnit(nn.Module):
     """
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1,
-                 exp_ratio: float = 1, act: str | None = "relu"):
+                 exp_ratio: float = 1, act: str | None = "relu", mid_chs: int | None = None):
         super().__init__()
         _check(type(self).__name__, in_chs, out_chs, kernel_size, stride)
         self.split = stride == 1 and in_chs == out_chs
@@ -236,10 +267,15 @@ class ShuffleUnit(nn.Module):
             branch_in, branch_out = in_chs, out_chs - out_chs // 2
             self.left = nn.Sequential(init_conv(_dw(in_chs, kernel_size, stride)),
                                       init_conv(_pw(in_chs, out_chs // 2), act_gain(act)), make_act(act, out_chs // 2))
-        mid = max(1, round(branch_in * exp_ratio))
+        mid = _mid(type(self).__name__, mid_chs, self.default_mid(in_chs, out_chs, stride, exp_ratio))
         self.right = nn.Sequential(init_conv(_pw(branch_in, mid), act_gain(act)), make_act(act, mid),
                                    init_conv(_dw(mid, kernel_size, stride)),
                                    init_conv(_pw(mid, branch_out), act_gain(act)), make_act(act, branch_out))
+
+    @staticmethod
+    def default_mid(in_chs: int, out_chs: int, stride: int, exp_ratio: float) -> int:
+        branch_in = in_chs // 2 if stride == 1 and in_chs == out_chs else in_chs
+        return max(1, round(branch_in * exp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.split:

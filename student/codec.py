@@ -19,11 +19,13 @@ Config (all JSON-like, stored in checkpoints and hashed into bitstreams)::
 
     transform: {...}        student.transforms.TransformSpec   (conf/student/transform/*.yaml)
     context: {...}          student.context.build_context      (conf/student/context/*.yaml)
-    widths: [w0, w1, w2, w3]  main-transform channels at H/2, H/4, H/8, H/16
+    widths: [w0, w1, w2, w3]  main-transform channels at H/2, H/4, H/8, H/16 (g_a and g_s)
     latent: M               channels of y (H/16)
     hyper: C_z              channels of z (H/64)
     hyper_width: int        channels of h_a / h_s at H/32
     entropy_width: int      hyper features at H/16 and hidden width of the entropy parameters
+    layer_widths: {...}     optional per-layer, per-side overrides of the four above and of the
+                            context width (student.widths.LayerWidths); absent: not recorded
 """
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ import torch
 
 from codec.base import Codec, CodecOutput, Side, coding_threads
 from codec.entropy import FactorizedPrior, GaussianConditional, quantize
-from student.context import EntropyParameters, Lattice, build_context, code_latent, take_phases
+from student.context import EntropyParameters, Lattice, build_context, code_latent, context_schedule, take_phases
 from student.transforms import Analysis, HyperAnalysis, HyperSynthesis, Synthesis, TransformSpec
+from student.blocks import InvertedResidual, ShuffleUnit, SubPixelUp
+from student.widths import LEVELS, LayerWidths
 
 __all__ = ["StudentCodec", "single_threaded"]
 
@@ -58,21 +62,59 @@ class StudentCodec(Codec):
     }
 
     def __init__(self, transform: dict, context: dict, widths, latent: int = 128, hyper: int = 64,
-                 hyper_width: int = 96, entropy_width: int = 128):
+                 hyper_width: int = 96, entropy_width: int = 128, layer_widths: dict | None = None):
         super().__init__()
         spec = TransformSpec.from_config(copy.deepcopy(dict(transform)))
+        context = copy.deepcopy(dict(context))
+        schedule = context_schedule(context)
         self.latent, self.hyper = int(latent), int(hyper)
-        self.g_a = Analysis(spec, widths, self.latent)
-        self.h_a = HyperAnalysis(spec, self.latent, hyper_width, self.hyper)
-        self.h_s = HyperSynthesis(spec, self.hyper, hyper_width, entropy_width)
-        self.context = build_context(copy.deepcopy(dict(context)), self.latent)
-        self.entropy_parameters = EntropyParameters(self.context.schedule, self.latent, entropy_width,
-                                                    self.context.width, entropy_width)
-        self.g_s = Synthesis(spec, widths, self.latent)
+        lw = LayerWidths.resolve(spec, [bool(s.known) for s in schedule], widths, hyper_width, entropy_width,
+                                 context.get("width", 64), layer_widths)
+        self.g_a = Analysis(spec, lw, self.latent)
+        self.h_a = HyperAnalysis(spec, self.latent, lw, self.hyper)
+        self.h_s = HyperSynthesis(spec, self.hyper, lw)
+        self.context = build_context(context, self.latent, lw.context)
+        self.entropy_parameters = EntropyParameters(self.context.schedule, self.latent, lw.hyper_features,
+                                                    lw.context, lw.entropy_parameters)
+        self.g_s = Synthesis(spec, lw, self.latent)
         self.entropy_bottleneck = FactorizedPrior(self.hyper)
         self.gaussian_conditional = GaussianConditional()
         # y is at H/16 and z at H/64; the context's coarsest grid divides y once more.
         self.stride = max(64, 16 * self.context.max_stride)
+
+    def layer_widths(self) -> LayerWidths:
+        """Every width as the layers now hold it, read from their shapes.
+
+        For pruning, which changes layers in place: its result is recorded as the config's
+        ``layer_widths``, from which the model is rebuilt (loading never reads widths from
+        weights). On a model built from config it returns what the config resolved to.
+        """
+        def mid(block):
+            if isinstance(block, InvertedResidual):
+                return block.conv_pw.out_channels
+            if isinstance(block, ShuffleUnit):
+                return block.right[0].out_channels
+            return None
+
+        def up_width(up: SubPixelUp) -> int:
+            return up.conv_dw.weight.shape[0] if isinstance(up.conv_dw, torch.nn.Conv2d) else \
+                up.conv_pw.out_channels // (up.shuffle.upscale_factor ** 2)
+
+        a_levels = list(self.g_a)[1:1 + LEVELS]
+        g_a = [a_levels[0][0].conv_pw.out_channels] + [lvl[0].conv_pw.out_channels for lvl in a_levels[1:]]
+        g_a_blocks = [[mid(b) for b in a_levels[0][2:]]] + [[mid(b) for b in lvl[1:]] for lvl in a_levels[1:]]
+        s_levels = list(self.g_s)[:LEVELS]  # H/16 first
+        g_s = [s_levels[0][0].out_channels] + [up_width(lvl[0]) for lvl in s_levels[1:]]
+        g_s_blocks = [[mid(b) for b in s_levels[0][2:]]] + [[mid(b) for b in lvl[1:]] for lvl in s_levels[1:]]
+        return LayerWidths(
+            g_a=tuple(g_a), g_s=tuple(reversed(g_s)),
+            g_a_blocks=tuple(map(tuple, g_a_blocks)), g_s_blocks=tuple(map(tuple, reversed(g_s_blocks))),
+            h_a=self.h_a[0].conv_pw.out_channels, h_a_blocks=tuple(mid(b) for b in list(self.h_a)[1:-1]),
+            h_s=up_width(self.h_s[0]), h_s_blocks=tuple(mid(b) for b in list(self.h_s)[1:-1]),
+            hyper_features=up_width(self.h_s[-1]),
+            entropy_parameters=tuple(net[0].out_channels for net in self.entropy_parameters.nets),
+            context=tuple(self.context.step_widths()),
+        )
 
     @property
     def steps(self) -> int:

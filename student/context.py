@@ -32,7 +32,7 @@ the image size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -43,7 +43,7 @@ from student.blocks import init_conv
 __all__ = [
     "Step", "checkerboard_schedule", "progressive_schedule", "Lattice", "take_phases",
     "PhaseContext", "LatticeContext", "CheckerboardContext", "ProgressiveContext", "EntropyParameters",
-    "CONTEXT_KINDS", "build_context", "code_latent",
+    "CONTEXT_KINDS", "build_context", "context_schedule", "code_latent",
 ]
 
 Offset = tuple[int, int]
@@ -130,16 +130,22 @@ class PhaseContext(nn.Module):
     channel, output phase) (a depth multiplier of n_out), then a pointwise conv per output
     phase (grouped), then ReLU.
 
-    MACs per grid position: k^2 n_in M n_out + n_out n_in M width.
+    MACs per grid position: k^2 n_in M n_out + n_out n_in M width. The width is read from the
+    pointwise conv's shape in ``forward``, so a pruner that removes the same channels from
+    every phase group leaves a working layer.
     """
 
     def __init__(self, latent: int, n_in: int, n_out: int, width: int, kernel_size: int):
         super().__init__()
-        self.n_in, self.n_out, self.width = n_in, n_out, width
+        self.n_in, self.n_out = n_in, n_out
         chs = n_in * latent
         self.conv_dw = init_conv(nn.Conv2d(chs, chs * n_out, kernel_size, padding=kernel_size // 2, groups=chs))
         self.conv_pw = init_conv(nn.Conv2d(chs * n_out, n_out * width, 1, groups=n_out), 2**0.5)
-        self.act = nn.ReLU(inplace=True)
+        self.act = nn.ReLU()  # not in place: see student.blocks.make_act
+
+    @property
+    def width(self) -> int:
+        return self.conv_pw.out_channels // self.n_out
 
     def forward(self, known: torch.Tensor) -> torch.Tensor:
         """(B, n_in * M, gh, gw) -> (B * n_out, width, gh, gw)."""
@@ -148,7 +154,7 @@ class PhaseContext(nn.Module):
         # channel g * n_out + p (input channel g, phase p) -> phase-major for the grouped pointwise
         x = x.reshape(b, chs, self.n_out, gh, gw).transpose(1, 2).reshape(b, self.n_out * chs, gh, gw)
         x = self.act(self.conv_pw(x))
-        return x.reshape(b * self.n_out, self.width, gh, gw)
+        return x.reshape(b * self.n_out, -1, gh, gw)
 
 
 class LatticeContext(nn.Module):
@@ -160,17 +166,26 @@ class LatticeContext(nn.Module):
 
     kind = "lattice"
 
-    def __init__(self, schedule: tuple[Step, ...], latent: int, width: int, kernel_size: int = 3):
+    def __init__(self, schedule: tuple[Step, ...], latent: int, width: int, kernel_size: int = 3,
+                 step_widths: Sequence[int | None] | None = None):
         super().__init__()
         if width < 1 or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"{type(self).__name__}: width must be >= 1 and kernel_size odd, got width={width}, "
                              f"kernel_size={kernel_size}")
         self.schedule = tuple(schedule)
         self.latent, self.width = latent, width
+        if step_widths is None:
+            step_widths = [width if s.known else None for s in self.schedule]
+        if len(step_widths) != len(self.schedule):
+            raise ValueError(f"{type(self).__name__}: step_widths needs {len(self.schedule)} entries, got {step_widths}")
         self.nets = nn.ModuleList(
-            PhaseContext(latent, len(s.known), len(s.phases), width, kernel_size) if s.known else nn.Identity()
-            for s in self.schedule
+            PhaseContext(latent, len(s.known), len(s.phases), w, kernel_size) if s.known else nn.Identity()
+            for s, w in zip(self.schedule, step_widths)
         )
+
+    def step_widths(self) -> list[int | None]:
+        """Each step's output width (None for steps without context), from the layers."""
+        return [net.width if s.known else None for s, net in zip(self.schedule, self.nets)]
 
     @property
     def steps(self) -> int:
@@ -193,8 +208,12 @@ class CheckerboardContext(LatticeContext):
 
     kind = "checkerboard"
 
-    def __init__(self, latent: int, width: int = 64, kernel_size: int = 3):
-        super().__init__(checkerboard_schedule(), latent, width, kernel_size)
+    @staticmethod
+    def make_schedule(config: dict) -> tuple[Step, ...]:
+        return checkerboard_schedule()
+
+    def __init__(self, latent: int, width: int = 64, kernel_size: int = 3, step_widths=None):
+        super().__init__(checkerboard_schedule(), latent, width, kernel_size, step_widths)
 
 
 class ProgressiveContext(LatticeContext):
@@ -202,8 +221,13 @@ class ProgressiveContext(LatticeContext):
 
     kind = "msp"
 
-    def __init__(self, latent: int, width: int = 64, kernel_size: int = 3, levels: int = 2, stages: int = 2):
-        super().__init__(progressive_schedule(levels, stages), latent, width, kernel_size)
+    @staticmethod
+    def make_schedule(config: dict) -> tuple[Step, ...]:
+        return progressive_schedule(config.get("levels", 2), config.get("stages", 2))
+
+    def __init__(self, latent: int, width: int = 64, kernel_size: int = 3, levels: int = 2, stages: int = 2,
+                 step_widths=None):
+        super().__init__(progressive_schedule(levels, stages), latent, width, kernel_size, step_widths)
         self.levels, self.stages = levels, stages
 
 
@@ -211,16 +235,21 @@ class EntropyParameters(nn.Module):
     """The ``entropy_parameters`` part: per step, 1x1 conv (hyper features [+ context]) -> ReLU ->
     1x1 conv -> (scales, means), evaluated only at the positions the step codes.
 
-    MACs per coded element: (C_h + C_ctx) E + E 2M (C_ctx = 0 for steps without context).
+    MACs per coded element: (C_h + C_ctx) E + E 2M (C_ctx = 0 for steps without context), with
+    C_ctx and E per step (``context_chs`` and ``widths``: one entry per step).
     """
 
-    def __init__(self, schedule: tuple[Step, ...], latent: int, hyper_chs: int, context_chs: int, width: int):
+    def __init__(self, schedule: tuple[Step, ...], latent: int, hyper_chs: int, context_chs: Sequence[int | None],
+                 widths: Sequence[int]):
         super().__init__()
+        if len(context_chs) != len(schedule) or len(widths) != len(schedule):
+            raise ValueError(f"EntropyParameters: need one context width and one hidden width per step "
+                             f"({len(schedule)}), got {list(context_chs)} and {list(widths)}")
         self.latent = latent
         self.nets = nn.ModuleList(
-            nn.Sequential(init_conv(nn.Conv2d(hyper_chs + (context_chs if s.known else 0), width, 1), 2**0.5),
-                          nn.ReLU(inplace=True), init_conv(nn.Conv2d(width, 2 * latent, 1)))
-            for s in schedule
+            nn.Sequential(init_conv(nn.Conv2d(hyper_chs + (c if s.known else 0), e, 1), 2**0.5),
+                          nn.ReLU(), init_conv(nn.Conv2d(e, 2 * latent, 1)))
+            for s, c, e in zip(schedule, context_chs, widths)
         )
 
     def forward(self, step: int, hyper: torch.Tensor, ctx: torch.Tensor | None = None):
@@ -232,15 +261,31 @@ class EntropyParameters(nn.Module):
 CONTEXT_KINDS: dict[str, type[LatticeContext]] = {"checkerboard": CheckerboardContext, "msp": ProgressiveContext}
 
 
-def build_context(config: dict, latent: int) -> LatticeContext:
-    """``{kind: checkerboard | msp, width, kernel_size, [levels, stages]}`` -> the context part."""
-    cfg = dict(config)
-    kind = cfg.pop("kind", None)
+def _kind(config: dict) -> type[LatticeContext]:
+    kind = config.get("kind")
     if kind not in CONTEXT_KINDS:
         raise ValueError(f"student context config: 'kind' must be one of {', '.join(CONTEXT_KINDS)}, got {kind!r} "
                          f"(conf/student/context/*.yaml)")
+    return CONTEXT_KINDS[kind]
+
+
+def context_schedule(config: dict) -> tuple[Step, ...]:
+    """The decoder steps a context config describes, without building its layers."""
+    return _kind(config).make_schedule(config)
+
+
+def build_context(config: dict, latent: int, step_widths: Sequence[int | None] | None = None) -> LatticeContext:
+    """``{kind: checkerboard | msp, width, kernel_size, [levels, stages]}`` -> the context part;
+    ``step_widths`` overrides ``width`` per step (student.widths)."""
+    cfg = dict(config)
+    if "step_widths" in cfg:
+        raise ValueError("student context config: per-step widths go in the codec's layer_widths.context, "
+                         "not in the context dict")
+    cfg["step_widths"] = step_widths
+    cls = _kind(cfg)
+    kind = cfg.pop("kind")
     try:
-        return CONTEXT_KINDS[kind](latent, **cfg)
+        return cls(latent, **cfg)
     except TypeError as e:
         raise TypeError(f"student context config for kind {kind!r}: {e}") from None
 

@@ -40,13 +40,10 @@ import torch.nn.functional as F
 from codec.image import downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
 from student.blocks import (ACTS, BLOCKS, DepthwiseSeparable, PixelUnshuffleDown, SubPixelUp, create_block, init_conv,
                             inverse_act, make_act)
+from student.widths import LEVELS, LayerWidths
 
 __all__ = ["TransformSpec", "PackYCbCr420", "UnpackYCbCr420", "Analysis", "Synthesis", "HyperAnalysis",
            "HyperSynthesis", "LEVELS"]
-
-#: resolution levels of the main transforms: H/2, H/4, H/8, H/16.
-LEVELS = 4
-
 
 @dataclass(frozen=True)
 class TransformSpec:
@@ -102,16 +99,11 @@ class TransformSpec:
     def decoder_depths(self) -> tuple[int, ...]:
         return self.synthesis_depths if self.synthesis_depths is not None else self.depths
 
-    def blocks(self, chs: int, n: int, act: str) -> list[nn.Module]:
+    def blocks(self, chs: int, mids, act: str) -> list[nn.Module]:
+        """Stage blocks of width ``chs``, one per entry of ``mids`` (each block's hidden width;
+        None: the block type's own, from exp_ratio)."""
         return [create_block(self.block, in_chs=chs, out_chs=chs, kernel_size=self.kernel_size, stride=1,
-                             exp_ratio=self.exp_ratio, act=act) for _ in range(n)]
-
-
-def _check_widths(widths) -> tuple[int, ...]:
-    widths = tuple(int(w) for w in widths)
-    if len(widths) != LEVELS or min(widths) < 1:
-        raise ValueError(f"student widths: need {LEVELS} channel counts >= 1 (levels H/2, H/4, H/8, H/16), got {list(widths)}")
-    return widths
+                             exp_ratio=self.exp_ratio, act=act, mid_chs=m) for m in mids]
 
 
 class PackYCbCr420(nn.Module):
@@ -135,36 +127,37 @@ class UnpackYCbCr420(nn.Module):
 
 
 class Analysis(nn.Sequential):
-    """``g_a``: RGB -> latent (B, M, H/16, W/16); see the module docstring."""
+    """``g_a``: RGB -> latent (B, M, H/16, W/16); see the module docstring. Widths from
+    ``lw.g_a`` (levels) and ``lw.g_a_blocks`` (hidden widths of the stage blocks)."""
 
-    def __init__(self, spec: TransformSpec, widths, latent: int):
-        w = _check_widths(widths)
+    def __init__(self, spec: TransformSpec, lw: LayerWidths, latent: int):
+        w, mids = lw.g_a, lw.g_a_blocks
         levels = [nn.Sequential(DepthwiseSeparable(6, w[0], spec.resample_kernel, act="identity"),
-                                make_act(spec.resample_acts[0], w[0]), *spec.blocks(w[0], spec.depths[0], spec.act))]
+                                make_act(spec.resample_acts[0], w[0]), *spec.blocks(w[0], mids[0], spec.act))]
         for i in range(1, LEVELS):
             levels.append(nn.Sequential(
                 PixelUnshuffleDown(w[i - 1], w[i], spec.resample_kernel, 2, act=spec.resample_acts[i],
                                    groups=spec.resample_groups),
-                *spec.blocks(w[i], spec.depths[i], spec.act)))
+                *spec.blocks(w[i], mids[i], spec.act)))
         super().__init__(PackYCbCr420(), *levels, init_conv(nn.Conv2d(w[-1], latent, 1)))
 
 
 class Synthesis(nn.Sequential):
     """``g_s``: latent -> RGB. Children 0..3 are the levels H/16, H/8, H/4, H/2 (taps
-    ``g_s.0`` .. ``g_s.3``), 4 the 1x1 to the packed 6 channels, 5 the colour unpacking."""
+    ``g_s.0`` .. ``g_s.3``), 4 the 1x1 to the packed 6 channels, 5 the colour unpacking.
+    Widths from ``lw.g_s`` and ``lw.g_s_blocks`` (listed H/2 first, like ``g_a``'s)."""
 
     tap_names = ("g_s.0", "g_s.1", "g_s.2", "g_s.3")
 
-    def __init__(self, spec: TransformSpec, widths, latent: int):
-        w = _check_widths(widths)
+    def __init__(self, spec: TransformSpec, lw: LayerWidths, latent: int):
+        w, mids = lw.g_s, lw.g_s_blocks
         acts = [inverse_act(a) for a in spec.resample_acts]
-        depths = spec.decoder_depths
         levels = [nn.Sequential(init_conv(nn.Conv2d(latent, w[-1], 1)), make_act(acts[-1], w[-1]),
-                                *spec.blocks(w[-1], depths[-1], spec.act))]
+                                *spec.blocks(w[-1], mids[-1], spec.act))]
         for i in reversed(range(LEVELS - 1)):
             levels.append(nn.Sequential(
                 SubPixelUp(w[i + 1], w[i], spec.resample_kernel, 2, act=acts[i], groups=spec.resample_groups),
-                *spec.blocks(w[i], depths[i], spec.act)))
+                *spec.blocks(w[i], mids[i], spec.act)))
         super().__init__(*levels, init_conv(nn.Conv2d(w[0], 6, 1)), UnpackYCbCr420())
 
     def forward(self, y_hat: torch.Tensor, taps: dict | None = None) -> torch.Tensor:
@@ -184,19 +177,19 @@ class Synthesis(nn.Sequential):
 class HyperAnalysis(nn.Sequential):
     """``h_a``: y (M, H/16) -> down -> block -> down -> z (C_z, H/64)."""
 
-    def __init__(self, spec: TransformSpec, latent: int, width: int, hyper: int):
+    def __init__(self, spec: TransformSpec, latent: int, lw: LayerWidths, hyper: int):
         k = spec.resample_kernel
-        super().__init__(PixelUnshuffleDown(latent, width, k, 2, act="relu"),
-                         *spec.blocks(width, 1, "relu"),
-                         PixelUnshuffleDown(width, hyper, k, 2, act="identity"))
+        super().__init__(PixelUnshuffleDown(latent, lw.h_a, k, 2, act="relu"),
+                         *spec.blocks(lw.h_a, lw.h_a_blocks, "relu"),
+                         PixelUnshuffleDown(lw.h_a, hyper, k, 2, act="identity"))
 
 
 class HyperSynthesis(nn.Sequential):
     """``h_s``: z_hat (C_z, H/64) -> up -> block -> up -> hyper features (C_h, H/16), which the
     entropy parameters read at the positions each context step codes."""
 
-    def __init__(self, spec: TransformSpec, hyper: int, width: int, out_chs: int):
+    def __init__(self, spec: TransformSpec, hyper: int, lw: LayerWidths):
         k = spec.resample_kernel
-        super().__init__(SubPixelUp(hyper, width, k, 2, act="relu"),
-                         *spec.blocks(width, 1, "relu"),
-                         SubPixelUp(width, out_chs, k, 2, act="relu"))
+        super().__init__(SubPixelUp(hyper, lw.h_s, k, 2, act="relu"),
+                         *spec.blocks(lw.h_s, lw.h_s_blocks, "relu"),
+                         SubPixelUp(lw.h_s, lw.hyper_features, k, 2, act="relu"))

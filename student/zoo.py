@@ -1,45 +1,36 @@
 """Registered students: the generic ``student`` entry and the zoo presets ``student_*``.
 
-Importing this module registers them (codec.registry loads it lazily). Every ``student_*``
-name is a preset the profiler's zoo gates at 35x below the teacher on both sides, the tiny one
-included (it passes by a wide margin); ``student`` is the generic entry a Hydra sweep drives
-(``codec=student student/transform=A,B student/context=C,D``).
+This module is the one source of truth for the student architectures: the transform choices
+(:data:`TRANSFORMS`), the context choices (:data:`CONTEXTS`) and the presets (:data:`PRESETS`).
+Importing it (codec.registry does, lazily) registers an entry function per preset and stores
+the same dicts as Hydra configs (``codec=student_dw_ckbd``, ``student/transform=shuffle``,
+``student/context=msp``, and the generic ``codec=student`` that reads those two groups), so
+no YAML copy of them exists to drift. ``python -m codec.train codec=student_dw_ckbd --cfg job``
+prints a preset as Hydra sees it.
 
-Presets take the same keywords as ``student`` with tuned defaults, so a pruned preset records
-its new widths under its own name. ``conf/codec/<name>.yaml`` mirrors each entry's defaults and
-``conf/student/{transform,context}/*.yaml`` the choice dicts below;
-tests/test_student_config.py keeps them equal.
-
-Measured with ``profiling.profile_codec`` at 768x512 (executed kMAC/px; effective is equal, as
-no context is computed where it is not needed); the gate needs teacher/student >= 35 on both
-sides, i.e. <= 1.991 encoder / <= 1.953 decoder against vmuc (69.69 / 68.34):
-
-=====================  =======  =======  ======  =================================================
-name                   encoder  decoder  params  transform x context
-=====================  =======  =======  ======  =================================================
-student_dw_ckbd        1.815    1.801    759k    depthwise-separable, GDN  x checkerboard (2 passes)
-student_dw_msp         1.855    1.841    1029k   depthwise-separable, GDN  x MSP (5 passes)
-student_shuffle_ckbd   1.813    1.801    729k    ShuffleNetV2, grouped     x checkerboard (2 passes)
-student_shuffle_msp    1.853    1.840    998k    ShuffleNetV2, grouped     x MSP (5 passes)
-student_tiny           0.069    0.053    17k     depthwise, tiny widths    x MSP (5 passes)
-=====================  =======  =======  ======  =================================================
-
-Each preset keeps ~5 % headroom under the gate, so a retuned teacher down to ~65 kMAC/px still
-passes them; tests/test_student.py recounts every student against the teacher's figures.
+Every ``student_*`` preset is gated by the profiler's zoo at 35x below the teacher on both
+sides (``python -m profiling.zoo teacher=vmuc``, table in ``results/profile/zoo.md``);
+``student`` is the generic entry a Hydra sweep drives
+(``codec=student student/transform=A,B student/context=C,D``). Presets take the same
+keywords as ``student``, so a pruned preset records its new widths (``layer_widths``,
+student.widths) under its own name.
 """
 from __future__ import annotations
 
+import copy
+import inspect
+
 from codec.base import Codec
-from codec.registry import register_codec
+from codec.registry import register_codec, register_config
 from student.codec import StudentCodec
 
-__all__ = ["TRANSFORMS", "CONTEXTS", "TINY_WIDTHS"]
+__all__ = ["TRANSFORMS", "CONTEXTS", "PRESETS", "SHAPE", "TINY_WIDTHS"]
 
 #: Width keywords that shrink any student (every preset, any transform x context) to a toy for
 #: tests and smoke runs: ``create_codec(name, **TINY_WIDTHS)``.
 TINY_WIDTHS = dict(widths=[4, 8, 12, 16], latent=16, hyper=8, hyper_width=12, entropy_width=16)
 
-#: transform choices (conf/student/transform/<name>.yaml holds the same dict).
+#: transform choices, keys of student.transforms.TransformSpec (Hydra group student/transform).
 TRANSFORMS = {
     # Depthwise-separable stages; full simplified GDN after each resampling from H/4 down
     # (C^2 per position costs the same ~64 MAC/px at every level since widths double), the
@@ -51,63 +42,73 @@ TRANSFORMS = {
     # per-channel GDN: about half the MACs of "depthwise" at equal width, spent on width and depth.
     "shuffle": dict(block="shuffle", depths=[0, 2, 2, 3], synthesis_depths=[0, 2, 3, 3], kernel_size=3,
                     exp_ratio=1, act="relu", resample_act="gdn_diag", resample_kernel=3, resample_groups=2),
-    # MobileNetV2 inverted residuals, for sweeps.
+    # MobileNetV2 inverted residuals (expand x2, depthwise, project), for sweeps.
     "inverted_residual": dict(block="inverted_residual", depths=[0, 1, 1, 2], synthesis_depths=None, kernel_size=3,
                               exp_ratio=2, act="relu", resample_act="gdn_diag", resample_kernel=3,
                               resample_groups=1),
 }
 
-#: context choices (conf/student/context/<name>.yaml holds the same dict).
+#: context choices, keywords of student.context.build_context (Hydra group student/context).
 CONTEXTS = {
+    # He et al. 2021: anchors from the hyperprior, non-anchors from the decoded anchors; 2 passes.
     "checkerboard": dict(kind="checkerboard", width=64, kernel_size=3),
+    # Zhang et al. 2022: coarsest grid first, then each level's 2x2 phases in `stages` steps
+    # (1: three phases at once, 2: diagonal then the other two, 3: one at a time);
+    # 1 + levels * stages passes whatever the image size.
     "msp": dict(kind="msp", width=64, kernel_size=3, levels=2, stages=2),
 }
 
+#: the shape keywords of ``student`` (student.codec documents each; ``layer_widths`` overrides
+#: them per layer and is not recorded when absent).
+SHAPE = dict(widths=[16, 32, 64, 176], latent=160, hyper=64, hyper_width=96, entropy_width=128)
 
-@register_codec("student")
-def student(transform: dict = TRANSFORMS["depthwise"], context: dict = CONTEXTS["checkerboard"],
-            widths: list = (16, 32, 64, 176), latent: int = 160, hyper: int = 64, hyper_width: int = 96,
-            entropy_width: int = 128) -> Codec:
-    """Any transform x context x widths (student.codec documents every keyword)."""
-    return StudentCodec(transform, context, widths, latent, hyper, hyper_width, entropy_width)
-
-
-@register_codec("student_dw_ckbd")
-def student_dw_ckbd(transform: dict = TRANSFORMS["depthwise"], context: dict = CONTEXTS["checkerboard"],
-                    widths: list = (16, 32, 64, 176), latent: int = 160, hyper: int = 64, hyper_width: int = 96,
-                    entropy_width: int = 128) -> Codec:
-    """Depthwise-separable transforms with simplified GDN, checkerboard context."""
-    return StudentCodec(transform, context, widths, latent, hyper, hyper_width, entropy_width)
-
-
-@register_codec("student_dw_msp")
-def student_dw_msp(transform: dict = TRANSFORMS["depthwise"], context: dict = CONTEXTS["msp"],
-                   widths: list = (16, 32, 64, 176), latent: int = 160, hyper: int = 64, hyper_width: int = 96,
-                   entropy_width: int = 128) -> Codec:
-    """Depthwise-separable transforms with simplified GDN, multi-scale progressive context."""
-    return StudentCodec(transform, context, widths, latent, hyper, hyper_width, entropy_width)
+#: preset name -> (one-line description, keyword defaults over ``student``'s).
+PRESETS: dict[str, tuple[str, dict]] = {
+    "student_dw_ckbd": ("Depthwise-separable transforms with simplified GDN, checkerboard context.",
+                        dict(transform=TRANSFORMS["depthwise"], context=CONTEXTS["checkerboard"])),
+    "student_dw_msp": ("Depthwise-separable transforms with simplified GDN, multi-scale progressive context.",
+                       dict(transform=TRANSFORMS["depthwise"], context=CONTEXTS["msp"])),
+    "student_shuffle_ckbd": ("ShuffleNetV2 transforms with grouped resampling, checkerboard context.",
+                             dict(transform=TRANSFORMS["shuffle"], context=CONTEXTS["checkerboard"],
+                                  widths=[24, 48, 96, 224])),
+    "student_shuffle_msp": ("ShuffleNetV2 transforms with grouped resampling, multi-scale progressive context.",
+                            dict(transform=TRANSFORMS["shuffle"], context=CONTEXTS["msp"], widths=[24, 48, 96, 224])),
+    "student_tiny": ("Tiny widths for tests and smoke runs; MSP, so a decode runs 5 context passes.",
+                     dict(transform=dict(TRANSFORMS["depthwise"], depths=[0, 0, 1, 1], synthesis_depths=None,
+                                         resample_act="gdn_diag"),
+                          context=dict(CONTEXTS["msp"], width=8), **TINY_WIDTHS)),
+}
 
 
-@register_codec("student_shuffle_ckbd")
-def student_shuffle_ckbd(transform: dict = TRANSFORMS["shuffle"], context: dict = CONTEXTS["checkerboard"],
-                         widths: list = (24, 48, 96, 224), latent: int = 160, hyper: int = 64, hyper_width: int = 96,
-                         entropy_width: int = 128) -> Codec:
-    """ShuffleNetV2 transforms with grouped resampling, checkerboard context."""
-    return StudentCodec(transform, context, widths, latent, hyper, hyper_width, entropy_width)
+def _entry(name: str, doc: str, defaults: dict):
+    """An entry function whose signature carries the preset's defaults (codec.registry reads
+    them to fill and record the full config)."""
+
+    def entry(**config) -> Codec:
+        return StudentCodec(**config)
+
+    params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
+    params.append(inspect.Parameter("layer_widths", inspect.Parameter.KEYWORD_ONLY, default=None))
+    entry.__signature__ = inspect.Signature(params, return_annotation=Codec)
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = doc
+    return entry
 
 
-@register_codec("student_shuffle_msp")
-def student_shuffle_msp(transform: dict = TRANSFORMS["shuffle"], context: dict = CONTEXTS["msp"],
-                        widths: list = (24, 48, 96, 224), latent: int = 160, hyper: int = 64, hyper_width: int = 96,
-                        entropy_width: int = 128) -> Codec:
-    """ShuffleNetV2 transforms with grouped resampling, multi-scale progressive context."""
-    return StudentCodec(transform, context, widths, latent, hyper, hyper_width, entropy_width)
+def _register() -> None:
+    generic = dict(transform=TRANSFORMS["depthwise"], context=CONTEXTS["checkerboard"], **SHAPE)
+    register_codec("student")(_entry("student", "Any transform x context x widths (student.codec).", generic))
+    # Hydra: codec=student takes its transform and context from the two groups (a sweep over
+    # them is a sweep over architectures); the primary configs list both groups in defaults.
+    register_config("codec", "student", {"name": "student", "transform": "${student.transform}",
+                                         "context": "${student.context}", **copy.deepcopy(SHAPE)})
+    for group, choices in (("student/transform", TRANSFORMS), ("student/context", CONTEXTS)):
+        for choice, node in choices.items():
+            register_config(group, choice, copy.deepcopy(node))
+    for name, (doc, over) in PRESETS.items():
+        defaults = copy.deepcopy({**generic, **over})
+        register_codec(name)(_entry(name, doc, defaults))
+        register_config("codec", name, {"name": name, **defaults})
 
 
-@register_codec("student_tiny")
-def student_tiny(transform: dict = dict(TRANSFORMS["depthwise"], depths=[0, 0, 1, 1], synthesis_depths=None,
-                                        resample_act="gdn_diag"),
-                 context: dict = dict(CONTEXTS["msp"], width=8), widths: list = (4, 8, 12, 16), latent: int = 16,
-                 hyper: int = 8, hyper_width: int = 12, entropy_width: int = 16) -> Codec:
-    """Tiny widths for tests and smoke runs; MSP, so a decode runs 5 context passes."""
-    return StudentCodec(transform, context, widths, latent, hyper, hyper_width, entropy_width)
+_register()

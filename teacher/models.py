@@ -24,7 +24,8 @@ Design notes (the why):
 * The context and the fusion run on the *sub-grids* (H/32 x W/32 each, one per parity
   subset), not on the whole latent grid with undecoded positions zeroed: stage k's context
   reads the already decoded sub-grids stacked as channels (k x 256), so every executed MAC
-  is needed (``effective_fraction() == 1``) and the decoder pays for no zeros. Neighbours
+  is needed and the decoder pays for no zeros: the profiler's effective count equals the
+  executed one, as for every codec without masked taps. Neighbours
   stay neighbours: sub-grid cell (i, j) of subset (a, b) sits at latent (2i + a, 2j + b),
   so a 3x3 conv over the stacked sub-grids sees the 8 latent neighbours and more.
 * Each stage has its own context and fusion weights (stage 0 fuses the hyperprior alone,
@@ -112,7 +113,7 @@ class MultiStageContext(nn.Module):
         self.channels = channels
         self.stages = stages
         self.stage_nets = nn.ModuleList(
-            nn.Sequential(conv(k * latent_channels, channels, 3, 1), nn.LeakyReLU(inplace=True),
+            nn.Sequential(conv(k * latent_channels, channels, 3, 1), nn.LeakyReLU(),
                           conv(channels, channels, 3, 1))
             for k in range(1, stages)
         )
@@ -123,11 +124,6 @@ class MultiStageContext(nn.Module):
         if stage == 0:
             return None
         return self.stage_nets[stage - 1](torch.cat(list(decoded), dim=1))
-
-    def effective_fraction(self) -> float:
-        """Share of the executed MACs that are needed (profiler protocol): all of them, since
-        each stage convolves only already decoded sub-grids and outputs only its own sub-grid."""
-        return 1.0
 
 
 class PredictionFusion(nn.Module):
@@ -142,8 +138,8 @@ class PredictionFusion(nn.Module):
         self.latent_channels = latent_channels
         h1, h2 = (int(c) for c in hidden)
         self.stage_nets = nn.ModuleList(
-            nn.Sequential(conv(hyper_channels + (context_channels if k else 0), h1, 1, 1), nn.LeakyReLU(inplace=True),
-                          conv(h1, h2, 1, 1), nn.LeakyReLU(inplace=True),
+            nn.Sequential(conv(hyper_channels + (context_channels if k else 0), h1, 1, 1), nn.LeakyReLU(),
+                          conv(h1, h2, 1, 1), nn.LeakyReLU(),
                           conv(h2, 2 * latent_channels, 1, 1))
             for k in range(stages)
         )
@@ -200,9 +196,9 @@ class VMuC(Codec):
         )
         # Minnen 2018's mean-scale hyper transforms; h_s outputs features, not parameters:
         # the fusion turns them (with the context) into means and scales per stage.
-        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True),
+        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(), conv(N, N), nn.LeakyReLU(),
                                  conv(N, N))
-        self.h_s = nn.Sequential(deconv(N, h1), nn.LeakyReLU(inplace=True), deconv(h1, h2), nn.LeakyReLU(inplace=True),
+        self.h_s = nn.Sequential(deconv(N, h1), nn.LeakyReLU(), deconv(h1, h2), nn.LeakyReLU(),
                                  conv(h2, F_h, 3, 1))
         self.context = MultiStageContext(M, int(context_channels))
         self.entropy_parameters = PredictionFusion(F_h, int(context_channels), M, fusion_channels)

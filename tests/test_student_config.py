@@ -1,5 +1,5 @@
-"""Student configs: the Hydra groups compose into codecs, and the yaml files mirror the Python
-defaults they document (one source of truth, checked instead of trusted)."""
+"""Student configs: the zoo (student.zoo) is the one source; Hydra's groups are stored from it
+and compose into exactly the codecs the registry builds."""
 from __future__ import annotations
 
 from importlib import resources
@@ -12,35 +12,44 @@ from omegaconf import OmegaConf
 
 from codec.config import codec_from_config
 from codec.registry import list_codecs, resolve_config
-from student.zoo import CONTEXTS, TINY_WIDTHS, TRANSFORMS
+from student.zoo import CONTEXTS, PRESETS, TINY_WIDTHS, TRANSFORMS
 
 CONF = Path(str(resources.files("conf")))
 
 
+def _compose(overrides):
+    with initialize_config_dir(str(CONF), version_base=None):
+        return compose(config_name="train", overrides=overrides)
+
+
 @pytest.mark.parametrize("name", list_codecs("student_*"))
-def test_preset_yaml_mirrors_the_entry_defaults(name):
-    path = CONF / "codec" / f"{name}.yaml"
-    assert path.is_file(), f"add conf/codec/{name}.yaml (name + the entry function's keywords)"
-    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    assert cfg.pop("name") == name
-    assert resolve_config(name, cfg) == resolve_config(name, {}), f"conf/codec/{name}.yaml drifted from student/zoo.py"
+def test_preset_is_selectable_in_hydra_with_exactly_its_entry_defaults(name):
+    """One source (student.zoo.PRESETS): Hydra's codec=NAME is stored from it, not copied."""
+    node = OmegaConf.to_container(_compose([f"codec={name}"]).codec, resolve=True)
+    assert node.pop("name") == name
+    assert node == resolve_config(name, {})
+    for key, value in PRESETS[name][1].items():
+        assert node[key] == value
+
+
+def test_no_yaml_copy_of_the_zoo_is_left_to_drift():
+    assert not list((CONF / "codec").glob("student*.yaml"))
+    assert not (CONF / "student").exists() or not list((CONF / "student").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("group,choices", [("transform", TRANSFORMS), ("context", CONTEXTS)])
-def test_group_yaml_equals_the_zoo_choice(group, choices):
-    files = sorted(p.stem for p in (CONF / "student" / group).glob("*.yaml"))
-    assert files == sorted(choices)
+def test_group_choices_come_from_the_zoo(group, choices):
     for name, choice in choices.items():
-        cfg = OmegaConf.to_container(OmegaConf.load(CONF / "student" / group / f"{name}.yaml"))
-        assert cfg == choice, f"conf/student/{group}/{name}.yaml differs from student.zoo"
+        cfg = _compose(["codec=student", f"student/{group}={name}"])
+        assert OmegaConf.to_container(cfg.codec[group], resolve=True) == choice
 
 
-def test_generic_student_yaml_mirrors_the_entry_defaults():
-    with initialize_config_dir(str(CONF), version_base=None):
-        cfg = compose(overrides=["+codec=student", "+student/transform=depthwise", "+student/context=checkerboard"])
-    node = OmegaConf.to_container(cfg.codec, resolve=True)
+def test_generic_student_reads_both_groups_and_the_shape_defaults():
+    node = OmegaConf.to_container(_compose(["codec=student"]).codec, resolve=True)
     assert node.pop("name") == "student"
     assert resolve_config("student", node) == resolve_config("student", {})
+    with pytest.raises(Exception, match="msp_typo"):
+        _compose(["codec=student", "student/context=msp_typo"])
 
 
 @pytest.mark.parametrize("transform", sorted(TRANSFORMS))
@@ -50,8 +59,8 @@ def test_hydra_groups_pick_the_architecture(transform, context):
     a sweep over architectures)."""
     widths = [f"codec.{k}={v}".replace(" ", "") for k, v in TINY_WIDTHS.items()]
     with initialize_config_dir(str(CONF), version_base=None):
-        cfg = compose(overrides=["+codec=student", f"+student/transform={transform}", f"+student/context={context}",
-                                 *widths])
+        cfg = compose(config_name="train", overrides=["codec=student", f"student/transform={transform}",
+                                                      f"student/context={context}", *widths])
     torch.manual_seed(0)
     model = codec_from_config(cfg.codec).eval()
     assert model.config["transform"] == TRANSFORMS[transform]

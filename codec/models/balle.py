@@ -90,12 +90,12 @@ class ScaleHyperprior(Codec):
 
     @staticmethod
     def _hyper_analysis(N, M):
-        return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(inplace=True), conv(N, N), nn.ReLU(inplace=True), conv(N, N))
+        return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
 
     @staticmethod
     def _hyper_synthesis(N, M):
-        return nn.Sequential(deconv(N, N), nn.ReLU(inplace=True), deconv(N, N), nn.ReLU(inplace=True),
-                             conv(N, M, 3, 1), nn.ReLU(inplace=True))
+        return nn.Sequential(deconv(N, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
+                             conv(N, M, 3, 1), nn.ReLU())
 
     def _hyper_input(self, y):
         return torch.abs(y)
@@ -147,13 +147,13 @@ class MeanScaleHyperprior(ScaleHyperprior):
 
     @staticmethod
     def _hyper_analysis(N, M):
-        return nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True),
+        return nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(), conv(N, N), nn.LeakyReLU(),
                              conv(N, N))
 
     @staticmethod
     def _hyper_synthesis(N, M):
-        return nn.Sequential(deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2),
-                             nn.LeakyReLU(inplace=True), conv(M * 3 // 2, M * 2, 3, 1))
+        return nn.Sequential(deconv(N, M), nn.LeakyReLU(), deconv(M, M * 3 // 2),
+                             nn.LeakyReLU(), conv(M * 3 // 2, M * 2, 3, 1))
 
     def _hyper_input(self, y):
         return y
