@@ -46,3 +46,15 @@ def smooth_image():
         return (x + 0.05 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def teacher_profile() -> dict:
+    """The teacher ``vmuc`` (its registry defaults, as conf/codec/vmuc.yaml) profiled by the
+    profiler at 768x512, strict, once per session: what ``python -m profiling.gate teacher=vmuc``
+    compares students with (about 6 s on one core)."""
+    from codec.registry import create_codec
+    from profiling import profile_codec
+
+    torch.manual_seed(0)
+    return profile_codec(create_codec("vmuc"), (768, 512), wall_runs=0, strict=True)
