@@ -47,7 +47,20 @@ def test_registered_with_declared_parts():
     model = create_codec("vmuc_tiny")
     assert model.parts_on("decoder") == ["h_s", "context", "entropy_parameters", "g_s_y", "g_s_uv"]
     assert model.parts_on("encoder") == ["g_a_y", "g_a_uv", "h_a", "h_s", "context", "entropy_parameters"]
-    assert model.parts["context"] is Side.BOTH and model.context.effective_fraction() == 1.0
+    assert model.parts["context"] is Side.BOTH
+
+
+def test_context_effective_macs_are_measured_not_declared():
+    """The context convolves decoded sub-grids only, so the profiler's effective count (from
+    masks and needed positions, as for every codec) equals the executed one; no module of the
+    teacher declares a fraction of its own."""
+    from profiling.counter import profile_codec
+
+    model = create_codec("vmuc_tiny").eval()
+    assert not any(hasattr(m, "effective_fraction") for m in model.modules())
+    part = profile_codec(model, (128, 128), wall_runs=0, strict=True)["decoder"]["parts"]["context"]
+    assert part["calls"] == 4 and part["kmac_per_px"] > 0
+    assert part["effective_kmac_per_px"] == part["kmac_per_px"]
 
 
 def test_config_overrides_widths():
