@@ -283,7 +283,7 @@ def test_prepare_from_folder_and_wheel(tmp_path):
 
 
 def test_command_fails_clearly_without_sources(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(data.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     debs, errors = data.fetch_debs(["mate-backgrounds"], tmp_path)
     assert debs == [] and "apt-get not found" in errors[0]
     assert main(["prepare", str(tmp_path / "out"), "--no-fetch"]) == 1

