@@ -1,5 +1,5 @@
 """codec.data: the folder dataset, the built-in set, and `prepare` on a hand-made
-Debian package and wheel (no network)."""
+Debian package and wheel (no network). Training crops: tests/test_sampler.py."""
 
 import json
 import os
@@ -44,13 +44,13 @@ def _jpeg(path, rgb):
 
 def test_missing_and_empty_folders_raise_data_error(tmp_path):
     with pytest.raises(DataError, match=r"does not exist.*codec.data prepare") as info:
-        ImageFolderDataset(tmp_path / "nope", 64)
+        ImageFolderDataset(tmp_path / "nope")
     assert "nope" in str(info.value) and "data.train_dir" in str(info.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no PNG/JPEG"):
-        ImageFolderDataset(tmp_path / "empty", 64)
+        ImageFolderDataset(tmp_path / "empty")
     with pytest.raises(DataError):
-        ImageFolderDataset([], 64)
+        ImageFolderDataset([])
     with pytest.raises(DataError, match="does not exist"):
         data.list_images(tmp_path / "nope")
 
@@ -60,32 +60,22 @@ def test_folder_of_unreadable_files_raises_after_warnings(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"")
     with pytest.warns(DataWarning) as record:
         with pytest.raises(DataError, match="no readable image"):
-            ImageFolderDataset(tmp_path, 64)
+            ImageFolderDataset(tmp_path)
     messages = " ".join(str(w.message) for w in record)
     assert "a.png" in messages and "b.jpg: skipped, file is empty" in messages
 
 
-def test_train_items_are_random_crops(tmp_path):
+def test_items_are_full_images_and_unreadable_files_are_skipped(tmp_path):
     rng = np.random.default_rng(0)
-    write_png(tmp_path / "big.png", _smooth(rng, 120, 90))
-    write_png(tmp_path / "small.png", _smooth(rng, 40, 20))  # padded up to the crop
+    big, small = _smooth(rng, 120, 90), _smooth(rng, 40, 20)
+    write_png(tmp_path / "big.png", big)
+    write_png(tmp_path / "small.png", small)
     (tmp_path / "broken.png").write_bytes(b"junk")
     with pytest.warns(DataWarning, match="broken.png"):
-        ds = ImageFolderDataset(tmp_path, 64)
-    assert len(ds) == 2
-    torch.manual_seed(0)
-    items = [ds[i % 2] for i in range(8)]
-    for x in items:
-        assert x.shape == (3, 64, 64) and x.dtype == torch.float32
-        assert 0.0 <= x.min() and x.max() <= 1.0
-    assert not torch.equal(items[0], items[2])  # different crops of big.png
-    # an image smaller than the crop is replicate-padded at the bottom and right
-    only_small = ImageFolderDataset([tmp_path / "small.png"], 64)
-    x = only_small[0]
-    assert torch.equal(x[:, 20:, :], x[:, 19:20, :].expand(3, 44, 64))
-    assert torch.equal(x[:, :, 40:], x[:, :, 39:40].expand(3, 64, 24)) or torch.equal(
-        x[:, :, :24], x[:, :, 24:25].expand(3, 64, 24)  # flipped
-    )
+        ds = ImageFolderDataset(tmp_path)
+    assert [p.name for p in ds.paths] == ["big.png", "small.png"]
+    assert ds[0].shape == (3, 90, 120) and ds[1].shape == (3, 20, 40)
+    assert ds[0].dtype == torch.float32
 
 
 def test_eval_items_are_full_images(tmp_path):
@@ -98,9 +88,15 @@ def test_eval_items_are_full_images(tmp_path):
     np.testing.assert_array_equal((x.permute(1, 2, 0) * 255).round().byte().numpy(), a)
 
 
-def test_train_needs_a_crop_size(tmp_path):
-    with pytest.raises(ValueError, match="crop_size"):
-        ImageFolderDataset(tmp_path, None, train=True)
+def test_training_crops_are_not_made_here(tmp_path):
+    """One crop path (codec.data.make_sampler): asking the dataset for crops is an error,
+    not a silent switch to full images; the older evaluation call still works."""
+    rng = np.random.default_rng(1)
+    write_png(tmp_path / "x.png", _smooth(rng, 50, 30))
+    for kwargs in ({"train": True}, {"crop_size": 16}, {"crop_size": 16, "train": True}):
+        with pytest.raises(ValueError, match="make_sampler"):
+            ImageFolderDataset(tmp_path, **kwargs)
+    assert ImageFolderDataset(tmp_path, 16, train=False)[0].shape == (3, 30, 50)
 
 
 def test_builtin_images_are_made_once_and_deterministic(tmp_path, monkeypatch):
@@ -114,8 +110,7 @@ def test_builtin_images_are_made_once_and_deterministic(tmp_path, monkeypatch):
         assert read_image(p).shape == (256, 256, 3)
     assert builtin_images() == paths
     assert {p: p.read_bytes() for p in paths} == first
-    ds = ImageFolderDataset(paths, 128)
-    assert ds[0].shape == (3, 128, 128)
+    assert ImageFolderDataset(paths)[0].shape == (3, 256, 256)
 
 
 # --------------------------------------------------------------------------- prepare

@@ -11,6 +11,8 @@ Three ways to get images, from least to most work:
    packages and wheel sample photos; :mod:`codec.data.reserved` lists the pictures kept
    for independent evaluation.
 
+Training crops come from one sampler, :func:`make_sampler` (:mod:`codec.data.sampler`):
+in memory or streamed from disk, every crop drawn from a generator seeded per step.
 Evaluation reads whole images (:func:`list_images`, :class:`ImageFolderDataset`).
 """
 
@@ -32,6 +34,13 @@ from codec.data.preparation import (
     prepare,
 )
 from codec.data.reserved import RESERVED_NAMES, RESERVED_SUBSTRINGS, is_reserved
+from codec.data.sampler import (
+    SAMPLERS,
+    CropSampler,
+    StreamingCropSampler,
+    make_sampler,
+    training_paths,
+)
 
 __all__ = [
     "DataError",
@@ -51,4 +60,9 @@ __all__ = [
     "fetch_debs",
     "fetch_wheels",
     "main",
+    "SAMPLERS",
+    "CropSampler",
+    "StreamingCropSampler",
+    "make_sampler",
+    "training_paths",
 ]

@@ -1,4 +1,10 @@
-"""Folders of images: listing, header checks, and the folder dataset."""
+"""Folders of images: listing, header checks, and the full-image dataset for evaluation.
+
+Training crops are not made here: they come from :mod:`codec.data.sampler`, whose
+samplers draw every crop from a generator seeded per training step (what makes resume
+exact). :class:`ImageFolderDataset` yields whole images, for evaluation and for
+building those samplers.
+"""
 
 from __future__ import annotations
 
@@ -67,14 +73,15 @@ def _display_size(im: Image.Image) -> tuple[int, int]:
 class ImageFolderDataset(Dataset):
     """Images from a folder (recursive) or an explicit list of files, as float tensors.
 
-    ``train=True``: each item is a random ``crop_size`` crop (int or (H, W)) with a
-    random horizontal flip, a float32 3xHxW tensor in [0, 1]. Images smaller than
-    the crop are first replicate-padded at the bottom/right (edge pixels repeated,
-    which adds no false texture). Randomness comes from torch's generator, so
-    DataLoader workers, which torch seeds differently, draw different crops.
-
-    ``train=False``: each item is the full image, no crop and no flip (for
-    evaluation; use batch_size=1 when sizes differ).
+    Each item is the full image, a float32 3xHxW tensor in [0, 1], no crop and no
+    flip (for evaluation; use batch_size=1 when sizes differ). Training crops come
+    from :func:`codec.data.make_sampler` (:class:`codec.data.CropSampler`), the one
+    crop path, seeded per step; this dataset used to make crops of its own
+    (``train=True``) from torch's global generator, which a resumed run cannot
+    reproduce. ``train=True``, or a ``crop_size`` without ``train=False``, now raises
+    ValueError rather than silently returning full images where crops were meant;
+    ``crop_size`` with ``train=False`` is accepted and ignored, so that the older
+    call ``ImageFolderDataset(folder, crop_size, train=False)`` keeps working.
 
     Files are checked when the dataset is built, by opening their headers: an
     unreadable file is skipped with a :class:`DataWarning`, and a missing folder,
@@ -83,22 +90,23 @@ class ImageFolderDataset(Dataset):
     decode later is also skipped with a warning (the next image is returned).
 
     ``cache=True`` keeps decoded images in memory (uint8), which pays off when the
-    pool is small and PNG decoding dominates a training step; each DataLoader worker
-    holds its own copy.
+    images are read many times; each DataLoader worker holds its own copy.
     """
 
     def __init__(
         self,
         root_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
         crop_size: int | tuple[int, int] | None = None,
-        train: bool = True,
+        train: bool | None = None,
         *,
         cache: bool = False,
     ) -> None:
-        self.train = train
-        self.crop_size = _crop_hw(crop_size) if crop_size is not None else None
-        if train and self.crop_size is None:
-            raise ValueError("ImageFolderDataset: crop_size is required when train=True")
+        if train or (crop_size is not None and train is None):
+            raise ValueError(
+                "ImageFolderDataset yields full images and no longer makes training crops; "
+                "use codec.data.make_sampler (or CropSampler) for crops, or pass train=False"
+            )
+        self.train = False
         self.cache = cache
         self._cached: dict[int, np.ndarray] = {}
         self._warned: set[Path] = set()
@@ -147,8 +155,6 @@ class ImageFolderDataset(Dataset):
                     self._warned.add(self.paths[i])
                     warnings.warn(f"skipped: {exc}", DataWarning, stacklevel=2)
                 continue
-            if self.train:
-                rgb = self._random_crop_flip(rgb)
             return to_tensor(rgb)[0]
         raise DataError(f"every image in {self.source} failed to decode; {_SETUP_HINT}")
 
@@ -159,30 +165,6 @@ class ImageFolderDataset(Dataset):
         if self.cache:
             self._cached[i] = rgb
         return rgb
-
-    def _random_crop_flip(self, rgb: np.ndarray) -> np.ndarray:
-        ch, cw = self.crop_size
-        h, w = rgb.shape[:2]
-        if h < ch or w < cw:
-            rgb = np.pad(rgb, ((0, max(0, ch - h)), (0, max(0, cw - w)), (0, 0)), mode="edge")
-            h, w = rgb.shape[:2]
-        top = int(torch.randint(0, h - ch + 1, ()).item())
-        left = int(torch.randint(0, w - cw + 1, ()).item())
-        rgb = rgb[top : top + ch, left : left + cw]
-        if torch.rand(()).item() < 0.5:
-            rgb = rgb[:, ::-1]
-        return np.ascontiguousarray(rgb)
-
-
-def _crop_hw(crop_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(crop_size, int):
-        hw = (crop_size, crop_size)
-    else:
-        hw = tuple(int(c) for c in crop_size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"crop_size must be a positive int or (H, W), got {crop_size!r}")
-    return hw  # type: ignore[return-value]
-
 
 
 def _header_problem(path: Path) -> str | None:
