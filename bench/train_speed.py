@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from codec.data import make_sampler
 from codec.registry import create_codec
-from codec.train import ImagePool, rd_loss
+from codec.train import rd_loss
 
 
 def measure(names: list[str], batch_size: int, crop: int, rounds: int, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    pool = ImagePool.from_folder(None, crop)
+    sampler = make_sampler({"train_dir": None, "crop_size": crop})  # the built-in images, in memory
     loss_cfg = OmegaConf.create({"distortion": "ycbcr_mse", "lmbda": 0.0067})
     models = {}
     for name in names:
@@ -38,7 +39,7 @@ def measure(names: list[str], batch_size: int, crop: int, rounds: int, steps: in
             g = torch.Generator().manual_seed(r)
             t0 = time.perf_counter()
             for _ in range(steps):
-                x = pool.sample(batch_size, g)
+                x = sampler.sample(batch_size, g)
                 loss = rd_loss(model(x), x, loss_cfg)["loss"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
