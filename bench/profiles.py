@@ -133,7 +133,7 @@ def load_profiles(paths: Iterable[str | os.PathLike] = (), profile_dir: str | os
 def match_profile(result: dict, entries: Iterable[ProfileEntry]) -> ProfileEntry | None:
     """The profile of a bench curve: same registry name and config, else the same label.
 
-    Among several, one at 768x512 (DESIGN.md's resolution) wins, then the first found.
+    Among several, one at 768x512 (docs/DESIGN.md's resolution) wins, then the first found.
     """
     entries = list(entries)
     key = _config_key(result.get("config"))

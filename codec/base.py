@@ -1,4 +1,4 @@
-"""The Codec contract every model of vmuc-lite follows (DESIGN.md, "The Codec contract").
+"""The Codec contract every model of vmuc-lite follows (docs/DESIGN.md, "The Codec contract").
 
 ::
 
@@ -119,7 +119,7 @@ class Codec(nn.Module):
         if p.device.type != "cpu" or p.dtype != torch.float32:
             raise RuntimeError(
                 f"{self.registry_name}: entropy parameters must be computed in float32 on the CPU for a "
-                f"bit-exact decoder (DESIGN.md); call codec.cpu().float() before compress/decompress"
+                f"bit-exact decoder (docs/DESIGN.md); call codec.cpu().float() before compress/decompress"
             )
 
     def config_hash(self) -> bytes:

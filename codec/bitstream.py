@@ -15,7 +15,7 @@ Layout (all integers little-endian)::
 
 The header CRC catches a damaged header before anything is decoded; the symbol CRC catches
 a damaged payload, and an encoder and decoder that disagree (a scale index computed
-differently), instead of returning a silently corrupted image (DESIGN.md, determinism).
+differently), instead of returning a silently corrupted image (docs/DESIGN.md, determinism).
 Every failed check raises :class:`BitstreamError` with a message naming the check.
 """
 from __future__ import annotations

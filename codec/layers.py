@@ -1,7 +1,7 @@
 """Small layers the codecs share: GDN (Balle et al. 2016) and a masked convolution.
 
 GDN's gamma product is written as a 1x1 convolution of x**2 so that fvcore counts it as
-the MACs it really costs (DESIGN.md, accounting rule 1); its sqrt and divide are
+the MACs it really costs (docs/DESIGN.md, accounting rule 1); its sqrt and divide are
 elementwise and counted apart by the profiler.
 """
 from __future__ import annotations

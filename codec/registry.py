@@ -30,7 +30,7 @@ __all__ = ["register_codec", "register_config", "create_codec", "list_codecs", "
 
 _REGISTRY: dict[str, Callable[..., Codec]] = {}
 # Modules whose import registers codecs; imported lazily so `codec` imports none of the others
-# at module level (DESIGN.md: arrows point one way), yet every registered name is findable.
+# at module level (docs/DESIGN.md: arrows point one way), yet every registered name is findable.
 _PROVIDERS = ("codec.models", "teacher.models", "student.zoo")
 _loaded = False
 

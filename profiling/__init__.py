@@ -1,4 +1,4 @@
-"""fvcore kMAC/px counter, per-part and per-side report, and the 35x gate (DESIGN.md).
+"""fvcore kMAC/px counter, per-part and per-side report, and the 35x gate (docs/DESIGN.md).
 
 ::
 

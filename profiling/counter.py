@@ -1,4 +1,4 @@
-"""kMAC/px of a codec's encoder and decoder sides, per part, traced with fvcore (DESIGN.md,
+"""kMAC/px of a codec's encoder and decoder sides, per part, traced with fvcore (docs/DESIGN.md,
 "kMAC/px accounting").
 
 ::
@@ -50,7 +50,7 @@ __all__ = [
     "DEFAULT_RESOLUTION", "sample_image",
 ]
 
-#: (W, H) of the evaluation images; DESIGN.md rule 2.
+#: (W, H) of the evaluation images; docs/DESIGN.md rule 2.
 DEFAULT_RESOLUTION = (768, 512)
 
 SIDES = ("encoder", "decoder")

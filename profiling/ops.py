@@ -1,4 +1,4 @@
-"""Which traced aten ops cost MACs, which are elementwise, which are free (DESIGN.md, "kMAC/px accounting").
+"""Which traced aten ops cost MACs, which are elementwise, which are free (docs/DESIGN.md, "kMAC/px accounting").
 
 Every op a traced pass uses must be in exactly one of three tables, and an op in none of
 them is *unsupported*: :func:`profiling.profile_codec` with ``strict=True`` raises and

@@ -1,4 +1,4 @@
-"""The 35x gate (DESIGN.md, accounting rule 7): teacher/student executed kMAC/px, per side.
+"""The 35x gate (docs/DESIGN.md, accounting rule 7): teacher/student executed kMAC/px, per side.
 
 A student passes when the ratio reaches the target on the encoder side AND on the decoder
 side. Both ratios are always reported. Profiles whose counts are not trustworthy (an
@@ -12,7 +12,7 @@ from profiling.counter import SIDES, ProfileError
 
 __all__ = ["gate", "DEFAULT_TARGET"]
 
-#: DESIGN.md: >= 35x fewer kMAC/px than the teacher on both sides.
+#: docs/DESIGN.md: >= 35x fewer kMAC/px than the teacher on both sides.
 DEFAULT_TARGET = 35.0
 
 
@@ -33,7 +33,7 @@ def gate(student_profile: dict, teacher_profile: dict, target: float = DEFAULT_T
     """
     target = float(target)
     if not math.isfinite(target) or target <= 0:
-        raise ValueError(f"gate: target must be a positive number (35 in DESIGN.md), got {target}")
+        raise ValueError(f"gate: target must be a positive number (35 in docs/DESIGN.md), got {target}")
     _check(student_profile, "student")
     _check(teacher_profile, "teacher")
     if list(student_profile["resolution"]) != list(teacher_profile["resolution"]):

@@ -1,6 +1,6 @@
 """Student transforms built from a ``transform`` config: analysis, synthesis, hyper paths.
 
-Colour path, as the teacher's (DESIGN.md, Students): RGB -> YCbCr BT.709 -> 4:2:0, then the
+Colour path, as the teacher's (docs/DESIGN.md, Students): RGB -> YCbCr BT.709 -> 4:2:0, then the
 luma plane is packed by a 2x2 pixel unshuffle and stacked with Cb and Cr, so a joint branch
 sees 6 channels at H/2 and no layer ever runs at full resolution::
 
@@ -14,7 +14,7 @@ sees 6 channels at H/2 and no layer ever runs at full resolution::
           converted to RGB.
 
 Cost per level is ~ w_i^2 / 4^(i+1) per pixel, so with widths doubling per level every
-resampling layer costs about the same and capacity is cheapest at H/16 (DESIGN.md).
+resampling layer costs about the same and capacity is cheapest at H/16 (docs/DESIGN.md).
 
 A transform config (``conf/student/transform/*.yaml``)::
 

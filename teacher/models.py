@@ -1,6 +1,6 @@
 """The VMuC-like teacher: a YCbCr 4:2:0 two-branch hyperprior codec with a 4-stage spatial context.
 
-Follows what is published about the JPEG AI verification model (VMuC, 1st stage; DESIGN.md,
+Follows what is published about the JPEG AI verification model (VMuC, 1st stage; docs/DESIGN.md,
 "Teacher (VMuC-like)"). Dataflow, with H x W the padded image (a multiple of 64)::
 
     RGB -> YCbCr (BT.709) -> Y (1 x H)  --g_a_y-->  y_luma   (160 x H/16) --+
@@ -30,7 +30,7 @@ Design notes (the why):
   so a 3x3 conv over the stacked sub-grids sees the 8 latent neighbours and more.
 * Each stage has its own context and fusion weights (stage 0 fuses the hyperprior alone,
   stage 3 sees three decoded subsets); one ``context`` part and one ``entropy_parameters``
-  part hold them and are called once per stage, on both sides (DESIGN.md rule 4).
+  part hold them and are called once per stage, on both sides (docs/DESIGN.md rule 4).
 * ``forward`` runs the same 4 stages as the coder, sequentially: the context of stage k
   reads y_hat of stages < k quantized around *their* means (round(y - mu) + mu, the
   symbol convention of codec.coding), so eval ``forward`` reproduces the decoded image up to

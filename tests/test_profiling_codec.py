@@ -1,4 +1,4 @@
-"""profile_codec on real codecs: the DESIGN.md sanity figures, padding, parts and calls, and
+"""profile_codec on real codecs: the docs/DESIGN.md sanity figures, padding, parts and calls, and
 a real decompress agreeing with the traced decoder pass."""
 from __future__ import annotations
 

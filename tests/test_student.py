@@ -29,7 +29,7 @@ STUDENTS = list_codecs("student*")
 PRESETS = list_codecs("student_*")
 SIZES = [(64, 64), (100, 37), (1, 1), (257, 129)]
 
-#: DESIGN.md: teacher/student >= 35 on both sides, the teacher's kMAC/px at 768x512 as the
+#: docs/DESIGN.md: teacher/student >= 35 on both sides, the teacher's kMAC/px at 768x512 as the
 #: profiler counts them (the ``teacher_profile`` fixture, tests/conftest.py).
 TARGET = 35.0
 SIDES = ("encoder", "decoder")
@@ -51,7 +51,7 @@ def _model(name: str, **config) -> StudentCodec:
 
 # ------------------------------------------------------------------------- MAC counting helper
 def _macs(module: nn.Module, *inputs) -> int:
-    """fvcore's executed MACs; interpolation is not a MAC (DESIGN.md rule 1)."""
+    """fvcore's executed MACs; interpolation is not a MAC (docs/DESIGN.md rule 1)."""
     with torch.no_grad():
         fca = FlopCountAnalysis(module, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         fca.set_op_handle("aten::upsample_bilinear2d", None)

@@ -1,5 +1,5 @@
 """The VMuC-like teacher (teacher.models): real bitstreams, stage structure, forward/decode
-agreement, and the decoder-side compute budget of DESIGN.md ("Teacher (VMuC-like)")."""
+agreement, and the decoder-side compute budget of docs/DESIGN.md ("Teacher (VMuC-like)")."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -136,7 +136,7 @@ def test_decoder_calls_context_and_fusion_once_per_stage(tiny):
 
 
 def test_decoder_side_kmac_per_px_is_vmuc_first_stage():
-    """DESIGN.md: the teacher's decoder side lands at 69 +- 5 kMAC/px at 768x512."""
+    """docs/DESIGN.md: the teacher's decoder side lands at 69 +- 5 kMAC/px at 768x512."""
     fvcore = pytest.importorskip("fvcore.nn")
     model = create_codec("vmuc").eval()
     height, width = 512, 768

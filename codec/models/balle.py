@@ -13,7 +13,7 @@
   h_s predicts both mu and sigma.
 
 Layer shapes follow CompressAI's reference models, so ``hyperprior(N=128, M=192)`` costs
-43.54 kMAC/px on the decoder side and 44.90 on the encoder side (DESIGN.md sanity figure).
+43.54 kMAC/px on the decoder side and 44.90 on the encoder side (docs/DESIGN.md sanity figure).
 """
 from __future__ import annotations
 
