@@ -6,7 +6,7 @@ Both expose the two things a codec needs and nothing hidden:
 * the *coding model* for real bitstreams, derived on demand from the current parameters
   (``FactorizedPrior.pmf_table`` and ``GaussianConditional.scale_index``). There is no
   cached "tables updated" state, so a checkpoint fine-tuned or pruned after training can
-  never code with stale tables (the CompressAI ``update()`` trap, STYLE.md).
+  never code with stale tables (the CompressAI ``update()`` trap; docs/DESIGN.md, "The Codec contract", entropy models).
 """
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ depends on the thread count.
 
 Config (all JSON-like, stored in checkpoints and hashed into bitstreams)::
 
-    transform: {...}        student.transforms.TransformSpec   (conf/student/transform/*.yaml)
-    context: {...}          student.context.build_context      (conf/student/context/*.yaml)
+    transform: {...}        student.transforms.TransformSpec   (student.zoo.TRANSFORMS)
+    context: {...}          student.context.build_context      (student.zoo.CONTEXTS)
     widths: [w0, w1, w2, w3]  main-transform channels at H/2, H/4, H/8, H/16 (g_a and g_s)
     latent: M               channels of y (H/16)
     hyper: C_z              channels of z (H/64)

@@ -265,7 +265,7 @@ def _kind(config: dict) -> type[LatticeContext]:
     kind = config.get("kind")
     if kind not in CONTEXT_KINDS:
         raise ValueError(f"student context config: 'kind' must be one of {', '.join(CONTEXT_KINDS)}, got {kind!r} "
-                         f"(conf/student/context/*.yaml)")
+                         f"(choices: student.zoo.CONTEXTS)")
     return CONTEXT_KINDS[kind]
 
 

@@ -16,7 +16,7 @@ sees 6 channels at H/2 and no layer ever runs at full resolution::
 Cost per level is ~ w_i^2 / 4^(i+1) per pixel, so with widths doubling per level every
 resampling layer costs about the same and capacity is cheapest at H/16 (docs/DESIGN.md).
 
-A transform config (``conf/student/transform/*.yaml``)::
+A transform config (the choices: ``student.zoo.TRANSFORMS``, Hydra group ``student/transform``)::
 
     block: depthwise          # stage block: depthwise | inverted_residual | shuffle (student.blocks)
     depths: [0, 1, 1, 2]      # analysis blocks per level H/2, H/4, H/8, H/16
@@ -63,7 +63,7 @@ class TransformSpec:
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"student transform config: unknown keys {sorted(unknown)}; known: {sorted(known)} "
-                             f"(conf/student/transform/*.yaml)")
+                             f"(choices: student.zoo.TRANSFORMS)")
         cfg = dict(config)
         for key in ("depths", "synthesis_depths"):
             if cfg.get(key) is not None:
