@@ -35,6 +35,24 @@ def tiny_config(name: str) -> dict | None:
     return None
 
 
+def live_latents(model):
+    """Random weights give latents within +-0.5, so every symbol is zero and encoder and decoder
+    cannot disagree about any: scale the last conv / linear of every encoder-only part (20x for
+    the analysis transforms, 3x for the hyper analysis) so that the symbols span several
+    integers. Callers check that they do."""
+    layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    with torch.no_grad():
+        for part in model.parts_on("encoder"):
+            if part in model.parts_on("decoder"):
+                continue
+            last = [m for m in getattr(model, part).modules() if isinstance(m, layers)][-1]
+            gain = 3.0 if part.startswith("h_") else 20.0
+            last.weight.mul_(gain)
+            if last.bias is not None:
+                last.bias.mul_(gain)
+    return model
+
+
 @pytest.fixture
 def smooth_image():
     """A smooth random image (codecs behave on it like on photos, unlike on white noise)."""

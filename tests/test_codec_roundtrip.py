@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from codec.base import Side
 from codec.bitstream import BitstreamError
 from codec.registry import create_codec, list_codecs
-from tests.conftest import tiny_config
+from tests.conftest import live_latents, tiny_config
 
 SIZES = [(64, 64), (100, 37), (257, 129), (1, 1)]
 CODECS = list_codecs()
@@ -124,22 +123,6 @@ def test_a_coding_pass_that_raises_gives_the_caller_its_thread_count_back(name, 
             handle.remove()
 
 
-def _live_latents(model):
-    """Random weights give latents within +-0.5, so every symbol is zero and encoder and decoder
-    cannot disagree about any: scale the last layer of every encoder-only part so that the
-    symbols span several integers (checked by the caller)."""
-    with torch.no_grad():
-        for part in model.parts:
-            if model.parts[part] is not Side.ENCODER:
-                continue
-            last = [m for m in getattr(model, part).modules() if isinstance(m, LAYERS)][-1]
-            gain = 3.0 if part.startswith("h_") else 20.0
-            last.weight.mul_(gain)
-            if last.bias is not None:
-                last.bias.mul_(gain)
-    return model
-
-
 _ENCODE_ELSEWHERE = """
 import sys
 from pathlib import Path
@@ -166,7 +149,7 @@ def test_a_bitstream_made_in_another_process_at_2_threads_decodes_here_at_1(tmp_
     torch.save(x, tmp_path / "image.pt")
     models = {}
     for name in CODECS:
-        models[name] = _live_latents(_tiny(name))
+        models[name] = live_latents(_tiny(name))
         _, recorder = models[name].reconstruct(x)
         assert all(c.symbols.any() for c in recorder.calls if c.kind == "gaussian"), f"{name}: all-zero symbols"
         save_checkpoint(tmp_path / f"{name}.ckpt", models[name])
