@@ -51,6 +51,8 @@ Taps returned by ``forward`` (all batch-first):
 ``x_hat_ycbcr`` B x 3 x H x W           YCbCr reconstruction, chroma upsampled (for the
                                         6:1:1 YCbCr MSE; luma is channel 0)
 ``x_hat_cbcr``  B x 2 x H/2 x W/2       chroma reconstruction at its coded 4:2:0 resolution
+``g_s_y.k``     B x s_k x H/2^(3-k)     luma synthesis features after IGDN k (k = 0, 1, 2), for
+                                        feature distillation
 ==============  ======================  =====================================================
 
 ``x_hat`` itself is RGB, so compress / decompress / forward all speak RGB (Codec contract).
@@ -216,10 +218,19 @@ class VMuC(Codec):
         luma, chroma = self._to_planes(x)
         return torch.cat((self.g_a_y(luma), self.g_a_uv(chroma)), dim=1)
 
-    def _synthesis(self, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (RGB x_hat, YCbCr x_hat with upsampled chroma, CbCr at 4:2:0)."""
+    def _synthesis(self, y_hat: torch.Tensor, taps: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (RGB x_hat, YCbCr x_hat with upsampled chroma, CbCr at 4:2:0); with a ``taps``
+        dict, also the luma synthesis features after each IGDN (``g_s_y.0`` at H/8, ``g_s_y.1``
+        at H/4, ``g_s_y.2`` at H/2), which feature distillation reads."""
         y_luma, y_chroma = y_hat[:, : self.luma_channels], y_hat[:, self.luma_channels:]
-        luma = self.g_s_y(y_luma)
+        if taps is None:
+            luma = self.g_s_y(y_luma)
+        else:
+            luma = y_luma
+            for i, layer in enumerate(self.g_s_y):
+                luma = layer(luma)
+                if isinstance(layer, GDN):
+                    taps[f"g_s_y.{i // 2}"] = luma
         cbcr = self.g_s_uv(torch.cat((y_chroma, y_luma), dim=1))
         ycbcr = torch.cat((luma, upsample_420(cbcr)), dim=1)
         return ycbcr_to_rgb(ycbcr), ycbcr, cbcr
@@ -250,11 +261,11 @@ class VMuC(Codec):
             scales_k.append(scales)
             means_k.append(means)
         y_hat, scales, means = merge_2x2(decoded), merge_2x2(scales_k), merge_2x2(means_k)
-        x_hat, x_hat_ycbcr, x_hat_cbcr = self._synthesis(y_hat)
+        taps = {"y": y, "y_hat": y_hat, "z": z, "hyper": hyper, "means": means, "scales": scales}
+        x_hat, x_hat_ycbcr, x_hat_cbcr = self._synthesis(y_hat, taps)
         likelihoods = {"y": self.gaussian_conditional.likelihood(merge_2x2(rate_input), scales, means),
                        "z": self.entropy_bottleneck.likelihood(z_hat)}
-        taps = {"y": y, "y_hat": y_hat, "z": z, "hyper": hyper, "means": means, "scales": scales,
-                "x_hat_ycbcr": x_hat_ycbcr, "x_hat_cbcr": x_hat_cbcr}
+        taps.update(x_hat_ycbcr=x_hat_ycbcr, x_hat_cbcr=x_hat_cbcr)
         return {"x_hat": x_hat, "likelihoods": likelihoods, "taps": taps}
 
     def _code_latent(self, io, z: torch.Tensor | None, y: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:

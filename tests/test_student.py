@@ -353,10 +353,11 @@ def test_context_nets_macs():
     gh, gw = 4, 6
     net = PhaseContext(latent=4, n_in=2, n_out=2, width=6, kernel_size=3)
     assert _macs(net, torch.randn(1, 8, gh, gw)) == gh * gw * (9 * 8 * 2 + 2 * 8 * 6)
-    ep = EntropyParameters(checkerboard_schedule(), latent=4, hyper_chs=5, context_chs=6, width=7)
+    # per-step widths: the anchor head (no context) hidden 9, the non-anchor head hidden 7
+    ep = EntropyParameters(checkerboard_schedule(), latent=4, hyper_chs=5, context_chs=[None, 6], widths=[9, 7])
     hyper, ctx = torch.randn(2, 5, gh, gw), torch.randn(2, 6, gh, gw)  # 2 phases in the batch
     assert _macs(_Step(ep, 1), hyper, ctx) == 2 * gh * gw * ((5 + 6) * 7 + 7 * 8)
-    assert _macs(_Step(ep, 0), hyper) == 2 * gh * gw * (5 * 7 + 7 * 8)
+    assert _macs(_Step(ep, 0), hyper) == 2 * gh * gw * (5 * 9 + 9 * 8)
 
 
 class _Step(nn.Module):
