@@ -59,15 +59,19 @@ def test_objective_trainables_live_in_the_training_state_and_resume_exactly(tmp_
     cfg = cfg_for({"name": "student_tiny"})
     _, objective = _fit_adapter(cfg, tmp_path / "straight")
     blob = read_checkpoint(tmp_path / "straight" / "last.ckpt")
-    scratch = create_codec("student_tiny").state_dict()
-    assert set(blob["state_dict"]) == set(scratch)  # nothing of the adapter in the model
-    assert set(blob["objective"]) == {"adapter.weight", "adapter.bias"}
+    run(cfg_for({"name": "student_tiny"}), tmp_path / "scratch")
+    scratch = read_checkpoint(tmp_path / "scratch" / "last.ckpt")
+    # a finished run's checkpoint is a plain one: the same keys as a scratch run's, no adapter
+    assert set(blob) == set(scratch) and "objective" not in blob and "optimizer" not in blob
+    assert set(blob["state_dict"]) == set(scratch["state_dict"])
+    state = torch.load(tmp_path / "straight" / "last.state", weights_only=True)
+    assert state["step"] == 10 and set(state["objective"]) == {"adapter.weight", "adapter.bias"}
     torch.manual_seed(0)
-    assert not torch.equal(blob["objective"]["adapter.weight"], AdapterObjective(cfg.loss, 16).adapter.weight)
+    assert not torch.equal(state["objective"]["adapter.weight"], AdapterObjective(cfg.loss, 16).adapter.weight)
     load_checkpoint(tmp_path / "straight" / "last.ckpt")  # a plain student checkpoint
 
-    # stop at 5, start again with the same command: same curve as the straight run, which
-    # needs the adapter (and its Adam moments) restored, not re-drawn
+    # finish at 5, extend to 10: same curve as the straight run, which needs the adapter (and
+    # its Adam moments) restored from last.state, not re-drawn
     _fit_adapter(cfg_for({"name": "student_tiny"}, trainer={"max_steps": 5}), tmp_path / "split")
     summary, _ = _fit_adapter(cfg, tmp_path / "split")
     assert summary["resumed_from"] == 5
@@ -102,6 +106,28 @@ def test_init_from_starts_a_new_run_from_another_architecture(tmp_path):
     cfg.trainer.max_steps = 5
     again = run(cfg, tmp_path / "run")
     assert again["resumed_from"] == 3
+
+
+def test_a_run_stopped_mid_way_resumes_from_the_state_inside_last_ckpt(tmp_path, monkeypatch):
+    cfg = cfg_for({"name": "student_tiny"})
+    _fit_adapter(cfg, tmp_path / "straight")
+    real, calls = AdapterObjective.forward, {"n": 0}
+
+    def dies_at_step_7(self, model, x):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real(self, model, x)
+
+    monkeypatch.setattr(AdapterObjective, "forward", dies_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_adapter(cfg, tmp_path / "stopped")
+    blob = read_checkpoint(tmp_path / "stopped" / "last.ckpt")
+    assert blob["step"] == 5 and set(blob["objective"]) == {"adapter.weight", "adapter.bias"} and blob["optimizer"]
+    assert not (tmp_path / "stopped" / "last.state").exists()
+    monkeypatch.setattr(AdapterObjective, "forward", real)
+    assert _fit_adapter(cfg, tmp_path / "stopped")[0]["resumed_from"] == 5
+    assert _losses(tmp_path / "stopped") == _losses(tmp_path / "straight")
 
 
 def test_resume_from_a_weights_only_checkpoint_points_to_init_from(tmp_path):

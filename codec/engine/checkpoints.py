@@ -1,12 +1,17 @@
 """A run's ``last.ckpt``: the model (an ordinary codec checkpoint) plus the training state.
 
-Layout (codec.checkpoint): ``format, codec, config, state_dict, meta`` describe the model and
-load anywhere; the *training state* beside them is ``step``, ``optimizer`` and ``objective``
-(the objective's own parameters, e.g. distillation adapters). The model's state dict never
-holds anything but the codec's weights, so a finished run is a plain checkpoint of its codec.
+Layout (codec.checkpoint): ``format, codec, config, state_dict, meta`` and ``step`` describe
+the model and load anywhere; the *training state* is ``optimizer`` and ``objective`` (the
+objective's own parameters, e.g. distillation adapters). While a run is going, ``last.ckpt``
+holds both, so a kill at any point resumes exactly. When the run completes, the training state
+moves to ``last.state`` beside it and ``last.ckpt`` becomes a plain checkpoint of its codec:
+the same keys whatever the objective (a distilled student's file is a scratch student's file),
+nothing of a teacher or an adapter. Extending a finished run (a larger ``max_steps``) reads
+``last.state`` back when its step matches.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -15,9 +20,10 @@ import torch.nn as nn
 from codec.base import Codec
 from codec.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
-__all__ = ["RunCheckpoint", "CHECKPOINT_NAME", "model_from_checkpoint"]
+__all__ = ["RunCheckpoint", "CHECKPOINT_NAME", "STATE_NAME", "model_from_checkpoint"]
 
 CHECKPOINT_NAME = "last.ckpt"
+STATE_NAME = "last.state"
 
 
 class RunCheckpoint:
@@ -26,17 +32,39 @@ class RunCheckpoint:
 
     def __init__(self, out_dir: Path, rank: int = 0):
         self.path = Path(out_dir) / CHECKPOINT_NAME
+        self.state_path = Path(out_dir) / STATE_NAME
         self.rank = rank
 
     def describe(self) -> str:
         return str(self.path) if self.path.exists() else "none written yet"
 
     def save(self, model: Codec, objective: nn.Module, optimizer: torch.optim.Optimizer, step: int,
-             meta: dict) -> None:
+             meta: dict, final: bool = False) -> None:
+        """Atomic writes; ``final``: the training state goes to ``last.state`` (written first,
+        so a kill between the two writes leaves a last.ckpt that still has its own)."""
         if self.rank != 0:
             return
-        save_checkpoint(self.path, model, meta={"step": step, **meta}, optimizer=optimizer.state_dict(), step=step,
-                        objective={k: v.detach().cpu() for k, v in objective.state_dict().items()})
+        state = {"optimizer": optimizer.state_dict(),
+                 "objective": {k: v.detach().cpu() for k, v in objective.state_dict().items()}}
+        if final:
+            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+            torch.save({"step": step, **state}, tmp)
+            os.replace(tmp, self.state_path)
+            save_checkpoint(self.path, model, meta={"step": step, **meta}, step=step)
+        else:
+            save_checkpoint(self.path, model, meta={"step": step, **meta}, step=step, **state)
+
+    def _training_state(self, src: Path, blob: dict) -> dict:
+        if "optimizer" in blob:
+            return blob
+        side = src.with_name(STATE_NAME)
+        if side.is_file():
+            state = torch.load(side, map_location="cpu", weights_only=True)
+            if int(state.get("step", -1)) == int(blob.get("step", -2)):
+                return state
+        raise CheckpointError(f"cannot resume from {src}: it has no training state (optimizer; for a finished run "
+                              f"{side.name} beside it, at the same step); to start a new run from its weights use "
+                              f"trainer.init_from={src}")
 
     def source(self, resume) -> Path | None:
         """What to resume from per ``trainer.resume``: ``auto`` (this run's last.ckpt if it
@@ -53,17 +81,17 @@ class RunCheckpoint:
         if blob["codec"] != model.registry_name or blob["config"] != model.config:
             raise CheckpointError(f"cannot resume from {src}: it holds {blob['codec']!r} with another architecture "
                                   f"config; use a fresh hydra.run.dir or trainer.resume=never")
-        if "optimizer" not in blob or "step" not in blob:
-            raise CheckpointError(f"cannot resume from {src}: it has no training state (step, optimizer); "
-                                  f"to start a new run from its weights use trainer.init_from={src}")
+        if "step" not in blob:
+            raise CheckpointError(f"cannot resume from {src}: it records no step; to start a new run from its "
+                                  f"weights use trainer.init_from={src}")
+        state = self._training_state(src, blob)
         model.load_state_dict(blob["state_dict"])
-        has_objective_state = bool(objective.state_dict())
-        if has_objective_state:
-            if not blob.get("objective"):
+        if objective.state_dict():
+            if not state.get("objective"):
                 raise CheckpointError(f"cannot resume from {src}: this run's objective has trainable state "
                                       f"({', '.join(list(objective.state_dict())[:3])}...) but the checkpoint has none")
-            objective.load_state_dict(blob["objective"])
-        optimizer.load_state_dict(blob["optimizer"])
+            objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
         return int(blob["step"])
 
 

@@ -250,7 +250,7 @@ class Trainer:
                     self.val_metrics = validate(model, val_paths)
                     log.log({"step": done, **{f"val/{k}": v for k, v in self.val_metrics.items()}})
                 if (ckpt_every and done % ckpt_every == 0) or done == max_steps:
-                    self.checkpoint.save(model, objective, optimizer, done, self._meta(done))
+                    self.checkpoint.save(model, objective, optimizer, done, self._meta(done), final=done == max_steps)
             summary = {"codec": model.registry_name, "command": command_line(), "steps": max_steps,
                        "resumed_from": start_step, "seconds": time.perf_counter() - t_start, "val": self.val_metrics,
                        "checkpoint": str(self.checkpoint.path), **self.meta}
