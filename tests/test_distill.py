@@ -250,3 +250,14 @@ def test_submitit_local_launcher_runs_a_job(teacher_ckpt, tmp_path):
            f"hydra.sweep.dir={tmp_path / 'slurm'}"]
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=600)
     assert list((tmp_path / "slurm").rglob("last.ckpt"))
+
+
+def test_train_speed_measures_scratch_live_and_cached_distillation_side_by_side(teacher_ckpt, tmp_path):
+    from bench.train_speed import main as speed_main
+
+    out = tmp_path / "speed.json"
+    assert speed_main(["student_tiny", "--teacher", str(teacher_ckpt), "--rounds", "1", "--steps", "1",
+                       "--batch-size", "2", "--crop", "64", "--threads", "1", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["codecs"]
+    assert list(rows) == ["student_tiny", "student_tiny+kd-live", "student_tiny+kd-cache"]
+    assert all(r["steps_per_s"] > 0 for r in rows.values())
