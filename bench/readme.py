@@ -85,7 +85,57 @@ def training(results: Path) -> str:
     return "\n".join(out).strip() or "_no training results yet_"
 
 
-SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training}
+def distill(results: Path) -> str:
+    """The CPU distillation evidence: the teacher's run, the student runs at equal steps, and
+    the steps/s of scratch, live-teacher and cached-teacher training side by side."""
+    from distill.summary import collect, rows_with_gains
+
+    out = []
+    for tdir in sorted((results / "train").glob("teacher_*/*")):
+        if tdir.parent.name == "teacher_cpu":  # the vmuc runs, in the training section
+            continue
+        s = _load(tdir / "summary.json")
+        if not s:
+            continue
+        out += [f"Teacher `{tdir.parent.name}/{tdir.name}` ({s['steps']} steps, {s['seconds'] / 60:.0f} min of "
+                f"one core; `{s['command']}`), validation with real bitstreams on the 8 eval images:", "",
+                "| step | bpp | PSNR-RGB (dB) | PSNR-YCbCr (dB) | MS-SSIM |", "|---:|---:|---:|---:|---:|"]
+        out += [f"| {r['step']} | {r['val/bpp']:.4f} | {r['val/psnr_rgb']:.2f} | {r['val/psnr_ycbcr']:.2f} | "
+                f"{r['val/ms_ssim']:.4f} |" for r in _val_rows(tdir)]
+        out.append("")
+    for sweep in sorted(p for p in (results / "distill").glob("*") if p.is_dir()):
+        rows = rows_with_gains(collect(sweep))
+        if not rows:
+            continue
+        first = _load(sweep / rows[0]["run"] / "summary.json")
+        out += [f"Students `{sweep.name}`, same seed and steps, validation with real bitstreams on the 8 eval images "
+                f"(each run's command is in its `summary.json`, e.g. `{first['command']}`):", "",
+                "| preset | student | steps | bpp | PSNR-RGB | PSNR-YCbCr | RD loss | vs `none`: dPSNR-YCbCr | dbpp | "
+                "RD loss | dec kMAC/px | gate |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+        for r in sorted(rows, key=lambda r: r["preset"] != "none"):
+            g = r["gain_over_none"]
+
+            def f(v, fmt):
+                return "" if v is None else format(v, fmt)
+
+            out.append(f"| {r['preset']} | `{r['student']}` | {r['steps']} | {f(r['bpp'], '.4f')} | "
+                       f"{f(r['psnr_rgb'], '.2f')} | {f(r['psnr_ycbcr'], '.2f')} | {f(r['val_rd_loss'], '.4f')} | "
+                       f"{f(g.get('d_psnr_ycbcr'), '+.2f')} | {f(g.get('d_bpp'), '+.4f')} | "
+                       f"{f(g.get('rd_loss_change'), '+.1%')} | {f(r['decoder_kmac_per_px'], '.3f')} | "
+                       f"{ {True: 'PASS', False: 'FAIL', None: ''}[r['gate_passed']] } |")
+        out.append("")
+    speed = _load(results / "distill" / "train_speed.json")
+    if speed:
+        out += [f"Distillation steps/s side by side (`{speed['command']}`; batch {speed['batch_size']}, "
+                f"{speed['crop']}x{speed['crop']} crops, {speed['threads']} thread(s), median of {speed['rounds']} "
+                f"rounds):", "", "| run | steps/s | vs scratch |", "|---|---:|---:|"]
+        for name, r in speed["codecs"].items():
+            out.append(f"| `{name}` | {r['steps_per_s']:.3f} | {r['speedup_vs_first']:.2f}x |")
+    return "\n".join(out).strip() or "_no distillation results yet_"
+
+
+SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill}
 
 
 def update(readme: Path, results: Path) -> list[str]:
