@@ -5,6 +5,8 @@ minutes, printing each command before it runs it::
 
     python -m teacher -m  codec=vmuc_tiny ...        4 rate points of a tiny teacher
     python -m student -m  codec=student_tiny ...     4 rate points of a tiny student
+    python -m distill -m  codec=student_tiny ...     the same student distilled from the teacher
+                                                     of each rate point (distill/loss=full)
     python -m codec compress / decompress            a real bitstream and back
     python -m profiling.gate codec=student_tiny teacher=vmuc
     python -m bench classical=[jpeg,webp] learned=[...]   RD curves, BD-rates, plots, REPORT.md
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
               "trainer.progress=false", "logger=none", f"loss.beta={BETAS}"]
     _run(["-m", "teacher", "-m", "codec=vmuc_tiny", *common, f"hydra.sweep.dir={out}/teacher"])
     _run(["-m", "student", "-m", "codec=student_tiny", *common, f"hydra.sweep.dir={out}/student"])
+    _run(["-m", "distill", "-m", "codec=student_tiny", "distill/loss=full", *common,
+          f"teacher='{out}/teacher/beta=${{loss.beta}}/last.ckpt'", f"hydra.sweep.dir={out}/distill",
+          "hydra.sweep.subdir='beta=${loss.beta}'"])
 
     from codec.data import builtin_images
 
@@ -52,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     _run(["-m", "codec", "decompress", str(out / "image.bin"), str(out / "image.png"), "--checkpoint", str(ckpt)])
     # the gate is against the real teacher: the tiny teacher is itself far below the budget
     _run(["-m", "profiling.gate", "codec=student_tiny", "teacher=vmuc", f"hydra.run.dir={out}/gate"])
-    learned = f"[{out}/teacher/*/last.ckpt,{out}/student/*/last.ckpt]"
+    learned = (f"{{vmuc_tiny:[{out}/teacher/*/last.ckpt],student_tiny:[{out}/student/*/last.ckpt],"
+               f"student_tiny_distilled:[{out}/distill/*/last.ckpt]}}")
     _run(["-m", "bench", "data.eval_dir=builtin", "data.max_images=2", "classical=[jpeg,webp]", "max_qualities=4",
           f"learned={learned}", "anchor_teacher=vmuc_tiny*", "anchor_classical=jpeg", f"out_dir={out}/bench",
           f"report={out}/REPORT.md", f"profile_dir={out}/gate", "progress=false", f"hydra.run.dir={out}/bench_run"])
