@@ -165,3 +165,12 @@ def test_rate_distortion_objective_is_the_rd_loss():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     d = ((a["distortion"] * 255**2) * 0.0067 + a["bpp"])
     torch.testing.assert_close(a["loss"], d)
+
+
+@pytest.mark.parametrize("app", ["train", "teacher", "train_student", "distill"])
+def test_every_training_app_takes_init_from_and_the_sampler_keys(app):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="conf", version_base=None):
+        cfg = compose(app, overrides=["trainer.init_from=/some/pruned.ckpt", "data.sampler=stream", "data.workers=2"])
+    assert cfg.trainer.init_from == "/some/pruned.ckpt" and cfg.data.sampler == "stream" and cfg.data.workers == 2
