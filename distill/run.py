@@ -8,9 +8,13 @@ the app reports it as an infinitely bad trial instead, so a study skips such con
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
+import sys
 from pathlib import Path
+
+import torch
 
 from omegaconf import OmegaConf
 
@@ -41,8 +45,6 @@ def gate_row(model, gate_cfg) -> dict:
     key = (gate_cfg.teacher, res)
     if key not in _TEACHER_PROFILES:
         _TEACHER_PROFILES[key] = profile_codec(create_codec(gate_cfg.teacher).eval(), res, wall_runs=0, strict=True)
-    import copy
-
     student = profile_codec(copy.deepcopy(model).cpu().float().eval(), res, wall_runs=0, strict=True)
     return gate(student, _TEACHER_PROFILES[key], float(gate_cfg.get("target", 35)))
 
@@ -64,7 +66,7 @@ def _sweep_group() -> str | None:
 
         hc = HydraConfig.get()
         return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
-    except Exception:  # no Hydra app (tests, scripts)
+    except ValueError:  # HydraConfig not set: called outside a Hydra app (tests, scripts)
         return None
 
 
@@ -113,8 +115,6 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
             _, info = load_teacher(cfg.teacher)
             teacher_meta = info.as_meta()
 
-    import torch
-
     torch.manual_seed(int(cfg.seed) + 1)  # adapters
     objective = Distillation(cfg.loss, weights, model, channels, teacher=teacher, features=features)
     group = cfg.get("logger", {}).get("group") if cfg.get("logger") else None
@@ -146,8 +146,6 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
 def hydra_objective(cfg) -> float:
     """The Hydra task: runs one distillation and returns the validation RD loss (Optuna's
     objective); a gate failure is an infinitely bad trial when sweeping, an error otherwise."""
-    import sys
-
     from codec.checkpoint import CheckpointError
     from distill.cache import CacheMismatch
     from distill.teacher import RateMismatch
@@ -155,10 +153,9 @@ def hydra_objective(cfg) -> float:
     try:
         summary = run(cfg)
     except GateFailed as e:
-        if _sweep_group() is not None:
-            print(f"distill: {e}", file=sys.stderr)
-            return math.inf
         print(f"distill: {e}", file=sys.stderr)
+        if _sweep_group() is not None:
+            return math.inf
         sys.exit(1)
     except (CheckpointError, CacheMismatch, RateMismatch) as e:
         print(f"distill: {e}", file=sys.stderr)
