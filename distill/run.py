@@ -89,7 +89,9 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
 
     needs_teacher = any(weights[k] > 0 for k in ("output", "latent", "entropy", "feature"))
     teacher, info, cache, channels = None, None, None, None
-    if needs_teacher:
+    # With a cache every preset, `none` included, trains on the cached crops: the runs of a sweep
+    # then see the same batches and differ only in their objective.
+    if needs_teacher or dc.get("cache"):
         if dc.get("cache"):
             cache = TeacherCache(dc.cache)
             if cfg.get("teacher"):
@@ -111,7 +113,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
             teacher_meta = {**info.as_meta(), "teacher_cache": None}
     else:
         teacher_meta = {}
-        if cfg.get("teacher"):  # recorded (and checked) even when no KD term reads it: the baseline of a sweep
+        if cfg.get("teacher"):  # recorded even when no KD term reads it: the baseline of a sweep
             _, info = load_teacher(cfg.teacher)
             teacher_meta = info.as_meta()
 

@@ -261,3 +261,25 @@ def test_train_speed_measures_scratch_live_and_cached_distillation_side_by_side(
     rows = json.loads(out.read_text())["codecs"]
     assert list(rows) == ["student_tiny", "student_tiny+kd-live", "student_tiny+kd-cache"]
     assert all(r["steps_per_s"] > 0 for r in rows.values())
+
+
+def test_with_a_cache_every_preset_trains_on_the_cached_crops(teacher_ckpt, tmp_path, monkeypatch):
+    """So the runs of a sweep see the same batches and differ only in their objective."""
+    build_cache(str(teacher_ckpt), {"train_dir": None, "crop_size": 64}, crops=4, out_dir=tmp_path / "c",
+                progress=False)
+    seen = []
+    real = Distillation.forward
+
+    def spy(self, model, batch):
+        seen.append(batch["x"].clone() if isinstance(batch, dict) else None)
+        return real(self, model, batch)
+
+    monkeypatch.setattr(Distillation, "forward", spy)
+    over = [*FAST, "codec=student_tiny", "trainer.max_steps=2", f"teacher={teacher_ckpt}", f"distill.cache={tmp_path / 'c'}"]
+    summaries = [run(compose_distill([*over, f"distill/loss={p}"]), tmp_path / p) for p in ("none", "full")]
+    assert all(s["teacher_cache"] == str(tmp_path / "c") for s in summaries)
+    assert all(x is not None for x in seen)
+    cached = torch.from_numpy(TeacherCache(tmp_path / "c").arrays["x"][:]).float() / 255
+    for x in seen:  # every batch is made of cached crops
+        assert all(any(torch.equal(crop, c) for c in cached) for crop in x)
+    assert torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3])  # none and full: the same batches
