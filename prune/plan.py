@@ -4,7 +4,7 @@
   pruning units (sets of root channels that go together) by importance.
 * :func:`make_plan` turns one number, the pruning ratio r in [0, 1], into the channels to cut:
   ``uniform`` scope (default) moves every group from its width toward its minimum by the same
-  fraction r; ``global`` scope removes the fraction r of all units ranked across groups by
+  fraction r (to the nearest width the rules allow); ``global`` scope removes the fraction r of all units ranked across groups by
   their normalized importance (torch-pruning's ``global_pruning``). Either way each group keeps
   at least ``max(min_channels, round_to)`` channels and, once cut, a multiple of ``round_to``
   (torch-pruning's ``round_to``: channel counts that map well onto SIMD lanes); r = 1 is every
@@ -91,11 +91,9 @@ def make_plan(rankings: dict[str, UnitRanking], ratio: float, round_to: int = 8,
             size = r.group.size
             floor_left = size - sum(len(u) for u in r.units[:counts[-1]])
             target_left = size - ratio * (size - floor_left)
-            k = 0
-            for c in counts:  # the most units whose removal leaves at least target_left channels
-                if size - sum(len(u) for u in r.units[:c]) >= target_left - 1e-9:
-                    k = c
-            wanted[root] = k
+            # the valid count whose width is nearest the target (ties: the wider), monotone in ratio
+            lefts = [size - sum(len(u) for u in r.units[:c]) for c in counts]
+            wanted[root] = min(zip(counts, lefts), key=lambda cl: (abs(cl[1] - target_left), -cl[1]))[0]
     else:
         pool = sorted((s, root, i) for root, r in rankings.items() for i, s in enumerate(r.scores[:valid[root][-1]]))
         take = math.ceil(ratio * len(pool) - 1e-9)

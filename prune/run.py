@@ -277,12 +277,12 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     floor, _ = smallest_reachable(model, score_units(graph, make_importance("l1")), measure, **opts)
     if not meets(floor, budget):
         short = [s for s in SIDES if budget[s] is not None and floor[s] > budget[s]]
-        what = "latent widths (y, z)" if not latent else "latent minimum widths"
+        kept = "stems, final 1x1s and ShuffleNetV2 unit widths kept" + ("" if latent else ", latent widths (y, z) kept")
         raise Unreachable(
             f"target {', '.join(f'{s} {budget[s]:.4g}' for s in short)} kMAC/px is below the smallest reachable "
             f"{', '.join(f'{s} {floor[s]:.4g}' for s in short)} kMAC/px for {model.registry_name} from {cfg.checkpoint} "
             f"(every prunable width at max(prune.min_channels={pc.min_channels}, prune.round_to={pc.round_to}); "
-            f"{what}, stems, final 1x1s and ShuffleNetV2 unit widths kept)")
+            f"{kept})")
 
     summary = {
         "command": command_line(), "source": str(cfg.checkpoint), "source_sha256": _sha256(cfg.checkpoint),
