@@ -378,8 +378,8 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
 
 
 def hydra_main(cfg) -> None:
-    """The Hydra task: refusals (unreachable target, bad keys, checkpoint, rate point) are one
-    line on stderr and exit status 2."""
+    """The Hydra task: refusals (unreachable target, bad keys, checkpoint, rate point, a model
+    that is not a student) are one line on stderr and exit status 2."""
     from distill.teacher import RateMismatch as TeacherRateMismatch
 
     try:
@@ -387,4 +387,7 @@ def hydra_main(cfg) -> None:
     except (Unreachable, PruneConfigError, RateMismatch, TeacherRateMismatch, CheckpointError, NotPrunable) as e:
         print(f"prune: {e}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(0 if summary["met"] else 1)
+    if not summary["met"]:  # cannot happen after the floor check, but never report a miss as success
+        print(f"prune: the target was not met ({_fmt(summary['end'])} kMAC/px)", file=sys.stderr)
+        sys.exit(1)
+    # a normal return on success: under -m (multirun) Hydra goes on to the next job
