@@ -167,7 +167,7 @@ def _opaque_shuffle_units(module: nn.Module) -> list[ShuffleUnit]:
     units = [m for m in module.modules() if isinstance(m, ShuffleUnit)]
     for unit in units:
         if not unit.split:
-            raise NotPrunable("prune: a ShuffleNetV2 unit that changes width or stride is not supported "
+            raise NotPrunable("a ShuffleNetV2 unit that changes width or stride is not supported "
                               "(students build only split units)")
         unit.forward = lambda x: x * 1.0
     return units
@@ -196,8 +196,9 @@ class PruningGraph:
 
     def __init__(self, model: StudentCodec, latent: bool = False, example_size: int | None = None):
         if not isinstance(model, StudentCodec):
-            raise NotPrunable(f"prune: {type(model).__name__} ({getattr(model, 'registry_name', '?')}) is not a student; "
-                              f"pruning records per-layer widths (layer_widths), which only students have")
+            name = getattr(model, "registry_name", "?")
+            raise NotPrunable(f"{type(model).__name__} ({name}) is not a student; pruning records per-layer widths "
+                              f"(layer_widths), which only students have")
         self.model, self.latent = model, bool(latent)
         self.names = {m: n for n, m in model.named_modules()}
         s = example_size or model.stride

@@ -4,11 +4,12 @@
   pruning units (sets of root channels that go together) by importance.
 * :func:`make_plan` turns one number, the pruning ratio r in [0, 1], into the channels to cut:
   ``uniform`` scope (default) moves every group from its width toward its minimum by the same
-  fraction r (to the nearest width the rules allow); ``global`` scope removes the fraction r of all units ranked across groups by
-  their normalized importance (torch-pruning's ``global_pruning``). Either way each group keeps
-  at least ``max(min_channels, round_to)`` channels and, once cut, a multiple of ``round_to``
-  (torch-pruning's ``round_to``: channel counts that map well onto SIMD lanes); r = 1 is every
-  group at its minimum, which is how the smallest reachable figure is measured.
+  fraction r (to the nearest width the rules allow); ``global`` scope removes the fraction r of
+  all units ranked across groups by their normalized importance (torch-pruning's
+  ``global_pruning``). Either way each group keeps at least ``max(min_channels, round_to)``
+  channels and, once cut, a multiple of ``round_to`` (torch-pruning's ``round_to``: channel
+  counts that map well onto SIMD lanes); r = 1 is every group at its minimum, which is how the
+  smallest reachable figure is measured.
 * :func:`apply_plan` cuts a copy through torch-pruning, then :func:`rebuild` describes it by
   its config (``layer_widths`` read from the layer shapes), rebuilds it from that config with
   ``create_codec``, loads the weights strictly and checks that both give the same output:

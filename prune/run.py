@@ -42,7 +42,7 @@ from omegaconf import OmegaConf
 from codec.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from prune.graph import NotPrunable, PruningGraph
 from prune.importance import IMPORTANCE_KINDS, make_importance
-from prune.plan import SCOPES, apply_plan, meets, prune_to, score_units, smallest_reachable
+from prune.plan import SCOPES, meets, prune_to, score_units, smallest_reachable
 
 __all__ = ["run", "hydra_main", "Unreachable", "PruneConfigError", "RateMismatch", "step_budget", "budget_of"]
 
@@ -280,15 +280,16 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
         kept = "stems, final 1x1s and ShuffleNetV2 unit widths kept" + ("" if latent else ", latent widths (y, z) kept")
         raise Unreachable(
             f"target {', '.join(f'{s} {budget[s]:.4g}' for s in short)} kMAC/px is below the smallest reachable "
-            f"{', '.join(f'{s} {floor[s]:.4g}' for s in short)} kMAC/px for {model.registry_name} from {cfg.checkpoint} "
+            f"{', '.join(f'{s} {floor[s]:.4g}' for s in short)} kMAC/px for {model.registry_name} "
+            f"from {cfg.checkpoint} "
             f"(every prunable width at max(prune.min_channels={pc.min_channels}, prune.round_to={pc.round_to}); "
             f"{kept})")
 
     summary = {
         "command": command_line(), "source": str(cfg.checkpoint), "source_sha256": _sha256(cfg.checkpoint),
         "codec": model.registry_name, "resolution": list(resolution),
-        "target": {"encoder": budget["encoder"], "decoder": budget["decoder"],
-                   "reference": cfg.target.get("teacher"), "ratio": float(cfg.target.ratio) if cfg.target.get("teacher") else None},
+        "target": {"encoder": budget["encoder"], "decoder": budget["decoder"], "reference": cfg.target.get("teacher"),
+                   "ratio": float(cfg.target.ratio) if cfg.target.get("teacher") else None},
         "smallest_reachable": floor, "start": start,
         "prune": OmegaConf.to_container(pc, resolve=True), "teacher": cfg.get("teacher"),
         "groups": {"prunable": [{"root": g.root, "size": g.size, "members": [f"{m}.{io}" for m, io in g.members]}
@@ -350,7 +351,8 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
             objective, teacher_meta = _objective(cfg, model)
             step_cfg = _step_cfg(cfg, out, k)
             figures = {"prune_step": k, "prune_ratio": ratio, "encoder_kmac_per_px": kmac["encoder"],
-                       "decoder_kmac_per_px": kmac["decoder"], "params": int(sum(p.numel() for p in model.parameters()))}
+                       "decoder_kmac_per_px": kmac["decoder"],
+                       "params": int(sum(p.numel() for p in model.parameters()))}
             meta = {"prune_source": str(cfg.checkpoint), "prune_step": k, "prune_ratio": ratio, **teacher_meta}
             trainer = Trainer(step_cfg, model, objective, step_dir, meta=meta, callbacks=[lambda t, s: dict(figures)])
             fit = trainer.fit()
