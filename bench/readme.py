@@ -135,7 +135,33 @@ def distill(results: Path) -> str:
     return "\n".join(out).strip() or "_no distillation results yet_"
 
 
-SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill}
+def prune(results: Path) -> str:
+    """Each pruning run's steps (prune.json), and the same architecture trained from scratch
+    (``results/prune/<run>_scratch``) when there is one."""
+    out = []
+    for run in sorted(p for p in (results / "prune").glob("*") if (p / "prune.json").exists()):
+        rows = _load(run / "prune.json")
+        rows = rows["rows"] if isinstance(rows, dict) else rows
+        cmd = (_load(run / "summary.json") or {}).get("command") or ""
+        out += [f"Pruning run `{run.name}`" + (f" (`{cmd}`)" if cmd else "") + "; validation with real bitstreams "
+                "on the 8 eval images after each step's fine-tuning:", "",
+                "| step | ratio | enc kMAC/px | dec kMAC/px | params | bpp | PSNR-RGB | PSNR-YCbCr |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            out.append(f"| {r['step']} | {r.get('ratio', 0):.3f} | {r['encoder_kmac_per_px']:.3f} | "
+                       f"{r['decoder_kmac_per_px']:.3f} | {r['params']} | {r.get('bpp') or 0:.4f} | "
+                       f"{r.get('psnr_rgb') or 0:.2f} | {r.get('psnr_ycbcr') or 0:.2f} |")
+        scratch = _load(results / "prune" / f"{run.name}_scratch" / "summary.json")
+        if scratch and scratch.get("val"):
+            v = scratch["val"]
+            out += ["", f"The pruned architecture trained from scratch ({scratch['steps']} steps; "
+                    f"`{scratch['command']}`): bpp {v['bpp']:.4f}, PSNR-RGB {v['psnr_rgb']:.2f} dB, "
+                    f"PSNR-YCbCr {v['psnr_ycbcr']:.2f} dB."]
+        out.append("")
+    return "\n".join(out).strip() or "_no pruning results yet_"
+
+
+SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune}
 
 
 def update(readme: Path, results: Path) -> list[str]:
