@@ -140,9 +140,8 @@ def prune(results: Path) -> str:
     (``results/prune/<run>_scratch``) when there is one."""
     out = []
     for run in sorted(p for p in (results / "prune").glob("*") if (p / "prune.json").exists()):
-        rows = _load(run / "prune.json")
-        rows = rows["rows"] if isinstance(rows, dict) else rows
-        cmd = (_load(run / "summary.json") or {}).get("command") or ""
+        blob = _load(run / "prune.json")
+        rows, cmd = blob["rows"], blob.get("command", "")
         out += [f"Pruning run `{run.name}`" + (f" (`{cmd}`)" if cmd else "") + "; validation with real bitstreams "
                 "on the 8 eval images after each step's fine-tuning:", "",
                 "| step | ratio | enc kMAC/px | dec kMAC/px | params | bpp | PSNR-RGB | PSNR-YCbCr |",
