@@ -97,8 +97,10 @@ def distill(results: Path) -> str:
         s = _load(tdir / "summary.json")
         if not s:
             continue
-        out += [f"Teacher `{tdir.parent.name}/{tdir.name}` ({s['steps']} steps, {s['seconds'] / 60:.0f} min of "
-                f"one core; `{s['command']}`), validation with real bitstreams on the 8 eval images:", "",
+        resumed = f", resumed at step {s['resumed_from']}" if s.get("resumed_from") else ""
+        out += [f"Teacher `{tdir.parent.name}/{tdir.name}` ({s['steps']} steps; the last process ran "
+                f"{s['seconds'] / 60:.0f} min on one core{resumed}; `{s['command']}`), validation with real "
+                f"bitstreams on the 8 eval images:", "",
                 "| step | bpp | PSNR-RGB (dB) | PSNR-YCbCr (dB) | MS-SSIM |", "|---:|---:|---:|---:|---:|"]
         out += [f"| {r['step']} | {r['val/bpp']:.4f} | {r['val/psnr_rgb']:.2f} | {r['val/psnr_ycbcr']:.2f} | "
                 f"{r['val/ms_ssim']:.4f} |" for r in _val_rows(tdir)]
