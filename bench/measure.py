@@ -188,14 +188,6 @@ def _expand(pattern: str) -> list[Path]:
     return [path]
 
 
-def _lmbda(blob: dict) -> float | None:
-    meta = blob.get("meta") or {}
-    try:
-        return float(meta["config"]["loss"]["lmbda"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def resolve_learned(spec: Sequence[str] | Mapping[str, str | Sequence[str]] | None) -> list[LearnedCurve]:
     """Checkpoint paths/globs -> curves, one per architecture (registry name + config).
 
@@ -205,7 +197,7 @@ def resolve_learned(spec: Sequence[str] | Mapping[str, str | Sequence[str]] | No
     label every checkpoint must be of the same architecture. Rate points are ordered by the
     training lambda (``meta.config.loss.lmbda``) where the checkpoints record it.
     """
-    from codec.checkpoint import CheckpointError, read_checkpoint
+    from codec.checkpoint import CheckpointError, read_checkpoint, training_lmbda
     from profiling.counter import codec_label
 
     if not spec:
@@ -241,7 +233,7 @@ def resolve_learned(spec: Sequence[str] | Mapping[str, str | Sequence[str]] | No
                 curve = curves.setdefault(key, LearnedCurve(label or derived, blob["codec"], blob["config"],
                                                             profile_label=derived))
                 curve.checkpoints.append(path)
-                lmbdas[path] = _lmbda(blob)
+                lmbdas[path] = training_lmbda(blob)
     out = list(curves.values())
     labels = [c.label for c in out]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
@@ -255,7 +247,7 @@ def resolve_learned(spec: Sequence[str] | Mapping[str, str | Sequence[str]] | No
 def measure_learned(curve: LearnedCurve, images: Sequence[EvalImage], *, warmup: bool = True,
                     progress: bool = True) -> tuple[list[dict], list[dict]]:
     """-> (rate_points, rows): one rate point per checkpoint, real bitstreams on the CPU in float32."""
-    from codec.checkpoint import CheckpointError, load_checkpoint
+    from codec.checkpoint import CheckpointError, load_checkpoint, training_lmbda
     from codec.image import to_tensor, to_uint8
 
     rate_points, rows = [], []
@@ -267,7 +259,7 @@ def measure_learned(curve: LearnedCurve, images: Sequence[EvalImage], *, warmup:
             raise BenchError(str(e)) from None
         model = model.cpu().float().eval()
         meta = blob.get("meta") or {}
-        rate_points.append({"checkpoint": str(path), "lmbda": _lmbda(blob), "step": meta.get("step", blob.get("step"))})
+        rate_points.append({"checkpoint": str(path), "lmbda": training_lmbda(blob), "step": meta.get("step", blob.get("step"))})
 
         def encode(rgb: np.ndarray) -> bytes:
             return model.compress(to_tensor(rgb))

@@ -6,6 +6,7 @@ rebuilt from the config (pruned widths included) and only then are weights loade
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import torch
 from codec.base import Codec
 from codec.registry import create_codec
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError", "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError", "CHECKPOINT_FORMAT",
+           "file_sha256", "training_lmbda"]
 
 CHECKPOINT_FORMAT = "vmuc-lite-checkpoint/1"
 
@@ -59,6 +61,25 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if key not in blob:
             raise CheckpointError(f"checkpoint {path} lacks the field {key!r}")
     return blob
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in chunks: what runs record of the checkpoints they use."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def training_lmbda(blob: dict) -> float | None:
+    """The rate-distortion trade-off a checkpoint was trained at (``meta.config.loss.lmbda``,
+    which ``loss=vmuc`` sets to its beta), or None when the checkpoint does not record it."""
+    loss = ((blob.get("meta") or {}).get("config") or {}).get("loss") or {}
+    try:
+        return float(loss["lmbda"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def load_checkpoint(path: str | os.PathLike, expect_codec: str | None = None) -> tuple[Codec, dict]:

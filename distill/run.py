@@ -26,9 +26,6 @@ from distill.teacher import check_rate_point, load_teacher
 
 __all__ = ["run", "GateFailed", "gate_row", "val_rd_loss"]
 
-_TEACHER_PROFILES: dict[tuple, dict] = {}
-
-
 class GateFailed(RuntimeError):
     """The student does not pass the 35x gate against the reference teacher architecture."""
 
@@ -36,17 +33,14 @@ class GateFailed(RuntimeError):
 def gate_row(model, gate_cfg) -> dict:
     """Profile ``model`` and the gate's reference teacher (registry defaults) at the gate's
     resolution, strictly; the gate's verdict row (profiling.verdict)."""
-    from codec.registry import create_codec
     from profiling import gate
     from profiling.cli import parse_resolution
     from profiling.counter import profile_codec
+    from profiling.verdict import reference_profile
 
     res = parse_resolution(gate_cfg.get("resolution", "768x512"))
-    key = (gate_cfg.teacher, res)
-    if key not in _TEACHER_PROFILES:
-        _TEACHER_PROFILES[key] = profile_codec(create_codec(gate_cfg.teacher).eval(), res, wall_runs=0, strict=True)
     student = profile_codec(copy.deepcopy(model).cpu().float().eval(), res, wall_runs=0, strict=True)
-    return gate(student, _TEACHER_PROFILES[key], float(gate_cfg.get("target", 35)))
+    return gate(student, reference_profile(gate_cfg.teacher, res), float(gate_cfg.get("target", 35)))
 
 
 def val_rd_loss(val: dict, loss_cfg) -> float | None:

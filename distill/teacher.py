@@ -7,7 +7,6 @@ metadata (``meta.config.loss.lmbda``, written by the training engine).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 
 from codec.base import Codec
-from codec.checkpoint import CheckpointError, load_checkpoint
+from codec.checkpoint import CheckpointError, file_sha256, load_checkpoint, training_lmbda
 
 __all__ = ["TeacherInfo", "load_teacher", "check_rate_point", "RateMismatch"]
 
@@ -36,14 +35,6 @@ class TeacherInfo:
         return {f"teacher_{k}": v for k, v in asdict(self).items()}
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_teacher(path: str | Path | None) -> tuple[Codec, TeacherInfo]:
     """Load, freeze and describe a teacher checkpoint; a missing, corrupt or foreign file is a
     CheckpointError with one line saying which."""
@@ -54,11 +45,7 @@ def load_teacher(path: str | Path | None) -> tuple[Codec, TeacherInfo]:
     for p in model.parameters():
         p.requires_grad_(False)
     loss = ((blob.get("meta") or {}).get("config") or {}).get("loss") or {}
-    try:
-        lmbda = float(loss["lmbda"])
-    except (KeyError, TypeError, ValueError):
-        lmbda = None
-    return model, TeacherInfo(str(path), file_sha256(path), blob["codec"], lmbda, loss.get("distortion"))
+    return model, TeacherInfo(str(path), file_sha256(path), blob["codec"], training_lmbda(blob), loss.get("distortion"))
 
 
 def check_rate_point(info: TeacherInfo, loss_cfg, allow_mismatch: bool) -> None:

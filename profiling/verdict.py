@@ -6,14 +6,26 @@ unclassified op, work that escaped the trace) are refused rather than judged.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from profiling.counter import SIDES, ProfileError
 
-__all__ = ["gate", "DEFAULT_TARGET"]
+__all__ = ["gate", "reference_profile", "DEFAULT_TARGET"]
 
 #: docs/DESIGN.md: >= 35x fewer kMAC/px than the teacher on both sides.
 DEFAULT_TARGET = 35.0
+
+
+@functools.lru_cache(maxsize=None)
+def reference_profile(name: str, resolution: tuple[int, int]) -> dict:
+    """The strict profile of a registered architecture at its default config (the gate's
+    reference, e.g. ``vmuc``), computed once per process: a sweep's jobs and a pruning run's
+    budget and checks share it. Callers read it, never change it. Unknown names raise KeyError."""
+    from codec.registry import create_codec
+    from profiling.counter import profile_codec
+
+    return profile_codec(create_codec(name).eval(), tuple(resolution), wall_runs=0, strict=True)
 
 
 def _check(profile: dict, role: str) -> None:

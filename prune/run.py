@@ -28,7 +28,6 @@ skips finished steps, reloads the cut of an unfinished one and resumes its fine-
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from codec.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from codec.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint, training_lmbda
 from prune.graph import NotPrunable, PruningGraph
 from prune.importance import IMPORTANCE_KINDS, make_importance
 from prune.plan import SCOPES, meets, prune_to, score_units, smallest_reachable
@@ -47,7 +46,6 @@ from prune.plan import SCOPES, meets, prune_to, score_units, smallest_reachable
 __all__ = ["run", "hydra_main", "Unreachable", "PruneConfigError", "RateMismatch", "step_budget", "budget_of"]
 
 SIDES = ("encoder", "decoder")
-_REFERENCE_PROFILES: dict[tuple, dict] = {}
 
 
 class Unreachable(ValueError):
@@ -100,17 +98,12 @@ def _check_cfg(cfg) -> None:
 def budget_of(target, resolution) -> dict:
     """{side: kMAC/px or None}: explicit figures, or a reference architecture's profile / ratio."""
     if target.get("teacher"):
-        from codec.registry import create_codec
-        from profiling.counter import profile_codec
+        from profiling.verdict import reference_profile
 
-        key = (target.teacher, resolution)
-        if key not in _REFERENCE_PROFILES:
-            try:
-                ref = create_codec(target.teacher)
-            except KeyError as e:
-                raise PruneConfigError(f"target.teacher={target.teacher!r}: {e}") from None
-            _REFERENCE_PROFILES[key] = profile_codec(ref.eval(), resolution, wall_runs=0, strict=True)
-        prof = _REFERENCE_PROFILES[key]
+        try:
+            prof = reference_profile(target.teacher, tuple(resolution))
+        except KeyError as e:
+            raise PruneConfigError(f"target.teacher={target.teacher!r}: {e}") from None
         return {side: prof[side]["kmac_per_px"] / float(target.ratio) for side in SIDES}
     return {side: (None if target.get(f"{side}_kmac") is None else float(target[f"{side}_kmac"])) for side in SIDES}
 
@@ -146,21 +139,11 @@ def _measure(resolution):
     return measure
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _check_rate(blob: dict, cfg) -> None:
     if cfg.prune.allow_rate_mismatch:
         return
-    loss = ((blob.get("meta") or {}).get("config") or {}).get("loss") or {}
-    try:
-        trained = float(loss["lmbda"])
-    except (KeyError, TypeError, ValueError):
+    trained = training_lmbda(blob)
+    if trained is None:
         return  # the checkpoint does not say; nothing to compare
     asked = float(cfg.loss.lmbda)
     if not math.isclose(trained, asked, rel_tol=1e-6):
@@ -286,7 +269,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
             f"{kept})")
 
     summary = {
-        "command": command_line(), "source": str(cfg.checkpoint), "source_sha256": _sha256(cfg.checkpoint),
+        "command": command_line(), "source": str(cfg.checkpoint), "source_sha256": file_sha256(cfg.checkpoint)[:16],
         "codec": model.registry_name, "resolution": list(resolution),
         "target": {"encoder": budget["encoder"], "decoder": budget["decoder"], "reference": cfg.target.get("teacher"),
                    "ratio": float(cfg.target.ratio) if cfg.target.get("teacher") else None},

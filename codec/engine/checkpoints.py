@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from codec.base import Codec
-from codec.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from codec.checkpoint import CheckpointError, file_sha256, load_checkpoint, read_checkpoint, save_checkpoint
 
 __all__ = ["RunCheckpoint", "CHECKPOINT_NAME", "STATE_NAME", "model_from_checkpoint"]
 
@@ -99,9 +99,6 @@ def model_from_checkpoint(path: str | Path) -> tuple[Codec, dict]:
     """``trainer.init_from``: the architecture (registry name and config, pruned widths
     included) and the weights of a checkpoint, as the start of a *new* run (step 0, fresh
     optimizer), as opposed to resuming one. Returns (model in train mode, provenance)."""
-    import hashlib
-
     model, blob = load_checkpoint(path)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    return model.train(), {"init_from": str(path), "init_from_sha256": digest, "init_from_codec": blob["codec"],
+    return model.train(), {"init_from": str(path), "init_from_sha256": file_sha256(path)[:16], "init_from_codec": blob["codec"],
                            "init_from_step": blob.get("step")}
