@@ -88,7 +88,7 @@ def training(results: Path) -> str:
 def distill(results: Path) -> str:
     """The CPU distillation evidence: the teacher's run, the student runs at equal steps, and
     the steps/s of scratch, live-teacher and cached-teacher training side by side."""
-    from distill.summary import collect, rows_with_gains
+    from distill.summary import collect, fmt as f, rows_with_gains
 
     out = []
     for tdir in sorted((results / "train").glob("teacher_*/*")):
@@ -117,10 +117,6 @@ def distill(results: Path) -> str:
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
         for r in sorted(rows, key=lambda r: r["preset"] != "none"):
             g = r["gain_over_none"]
-
-            def f(v, fmt):
-                return "" if v is None else format(v, fmt)
-
             out.append(f"| {r['preset']} | `{r['student']}` | {r['steps']} | {f(r['bpp'], '.4f')} | "
                        f"{f(r['psnr_rgb'], '.2f')} | {f(r['psnr_ycbcr'], '.2f')} | {f(r['val_rd_loss'], '.4f')} | "
                        f"{f(g.get('d_psnr_ycbcr'), '+.2f')} | {f(g.get('d_bpp'), '+.4f')} | "

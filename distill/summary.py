@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["collect", "rows_with_gains", "to_markdown", "main"]
+__all__ = ["collect", "rows_with_gains", "to_markdown", "fmt", "main"]
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
@@ -52,8 +52,9 @@ def rows_with_gains(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _f(v, fmt):
-    return "" if v is None else format(v, fmt)
+def fmt(value, spec: str) -> str:
+    """``format(value, spec)``, or an empty cell for a missing value."""
+    return "" if value is None else format(value, spec)
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -65,10 +66,10 @@ def to_markdown(rows: list[dict]) -> str:
         g = r["gain_over_none"]
         gate = {True: "PASS", False: "FAIL", None: ""}[r["gate_passed"]]
         lines.append(f"| {r['run']} | {r['student']} | {r['transform'] or ''} | {r['context'] or ''} | {r['preset']} | "
-                     f"{r['steps']} | {_f(r['encoder_kmac_per_px'], '.3f')} | {_f(r['decoder_kmac_per_px'], '.3f')} | "
-                     f"{gate} | {_f(r['bpp'], '.4f')} | {_f(r['psnr_rgb'], '.2f')} | {_f(r['psnr_ycbcr'], '.2f')} | "
-                     f"{_f(r['val_rd_loss'], '.4f')} | {_f(g.get('d_psnr_ycbcr'), '+.2f')} | {_f(g.get('d_bpp'), '+.4f')} | "
-                     f"{_f(g.get('rd_loss_change'), '+.1%')} |")
+                     f"{r['steps']} | {fmt(r['encoder_kmac_per_px'], '.3f')} | {fmt(r['decoder_kmac_per_px'], '.3f')} | "
+                     f"{gate} | {fmt(r['bpp'], '.4f')} | {fmt(r['psnr_rgb'], '.2f')} | {fmt(r['psnr_ycbcr'], '.2f')} | "
+                     f"{fmt(r['val_rd_loss'], '.4f')} | {fmt(g.get('d_psnr_ycbcr'), '+.2f')} | {fmt(g.get('d_bpp'), '+.4f')} | "
+                     f"{fmt(g.get('rd_loss_change'), '+.1%')} |")
     return head + "\n".join(lines) + "\n"
 
 

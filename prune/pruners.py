@@ -85,9 +85,10 @@ def _cut(conv: nn.Conv2d, dim: int, keep: list[int]) -> None:
             conv.bias = _param(_rows(conv.bias.data, 0, keep))
 
 
-def _cut_depthwise(conv: nn.Conv2d, keep: list[int]) -> None:
-    """A depthwise conv (groups == in == out) keeping channels ``keep``."""
-    _cut(conv, 0, keep)
+def _cut_depthwise(conv: nn.Conv2d, keep: list[int], multiplier: int = 1) -> None:
+    """A depthwise conv (groups == in, out == in x ``multiplier``) keeping input channels
+    ``keep`` and the ``multiplier`` output rows of each."""
+    _cut(conv, 0, [g * multiplier + p for g in keep for p in range(multiplier)])
     conv.in_channels = conv.groups = len(keep)
 
 
@@ -336,15 +337,9 @@ class PhaseContextPruner(tp.pruner.BasePruningFunc):
     def prune_in_channels(self, layer: PhaseContext, idxs: Sequence[int]) -> PhaseContext:
         chs = self.get_in_channels(layer)
         keep = keep_indices(chs, idxs)
-        n_out = layer.n_out
-        dw_rows = [g * n_out + p for g in keep for p in range(n_out)]
-        layer.conv_dw.weight = _param(_rows(layer.conv_dw.weight.data, 0, dw_rows))
-        if layer.conv_dw.bias is not None:
-            layer.conv_dw.bias = _param(_rows(layer.conv_dw.bias.data, 0, dw_rows))
-        layer.conv_dw.in_channels = layer.conv_dw.groups = len(keep)
-        layer.conv_dw.out_channels = len(keep) * n_out
+        _cut_depthwise(layer.conv_dw, keep, layer.n_out)
         _cut(layer.conv_pw, 1, keep)
-        layer.conv_pw.in_channels = len(keep) * n_out
+        layer.conv_pw.in_channels = len(keep) * layer.n_out
         return layer
 
     def channel_weights(self, layer: PhaseContext, idxs: Sequence[int], out: bool):

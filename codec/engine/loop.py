@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 
 from codec.base import Codec
 from codec.engine.checkpoints import RunCheckpoint
@@ -138,6 +137,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.checkpoint = RunCheckpoint(self.out_dir, self.rank)
         self.val_metrics: dict = {}
+        from omegaconf import OmegaConf
+
+        # the run's config as recorded in every checkpoint, resolved once
+        self._config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
 
     # -- pieces ---------------------------------------------------------------------------
     def _init_distributed(self) -> None:
@@ -156,11 +159,8 @@ class Trainer:
         batch_size = int(self.tc.batch_size)
         return lambda step, gen: self._sampler.sample(batch_size, gen)
 
-    def _meta(self, step: int) -> dict:
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(self.cfg, resolve=True) if OmegaConf.is_config(self.cfg) else dict(self.cfg)
-        return {"config": cfg, "val": self.val_metrics, "torch": str(torch.__version__), **self.meta}
+    def _meta(self) -> dict:
+        return {"config": self._config, "val": self.val_metrics, "torch": str(torch.__version__), **self.meta}
 
     def _sync_objective_grads(self) -> None:
         """DDP averages the model's gradients; the objective's own parameters (adapters) are
@@ -250,7 +250,7 @@ class Trainer:
                     self.val_metrics = validate(model, val_paths)
                     log.log({"step": done, **{f"val/{k}": v for k, v in self.val_metrics.items()}})
                 if (ckpt_every and done % ckpt_every == 0) or done == max_steps:
-                    self.checkpoint.save(model, objective, optimizer, done, self._meta(done), final=done == max_steps)
+                    self.checkpoint.save(model, objective, optimizer, done, self._meta(), final=done == max_steps)
             summary = {"codec": model.registry_name, "command": command_line(), "steps": max_steps,
                        "resumed_from": start_step, "seconds": time.perf_counter() - t_start, "val": self.val_metrics,
                        "checkpoint": str(self.checkpoint.path), **self.meta}
