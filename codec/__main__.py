@@ -29,13 +29,15 @@ def _compress(args) -> str:
 
     rgb = read_image(args.input)
     model, _ = load_checkpoint(args.checkpoint)
+    rate = model.check_rate(args.rate) if args.rate is not None or model.rates is None else model.default_rate()
     t0 = time.perf_counter()
-    data = model.compress(to_tensor(rgb))
+    data = model.compress(to_tensor(rgb), rate=rate)
     dt = time.perf_counter() - t0
     out = Path(args.output)
     _write_atomic(out, data)
     h, w = rgb.shape[:2]
-    return f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, {model.registry_name}, {dt * 1000:.0f} ms"
+    at = "" if rate is None else f" at rate {rate:g}"
+    return f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, {model.registry_name}{at}, {dt * 1000:.0f} ms"
 
 
 def _decompress(args) -> str:
@@ -61,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("input")
     c.add_argument("output")
     c.add_argument("--checkpoint", required=True, help="checkpoint written by training (last.ckpt)")
+    c.add_argument("--rate", type=float, default=None,
+                   help="variable-rate models: R in [0, K-1], integers are the trained rate points "
+                        "(default: the middle trained point); fixed-rate models take none")
     d = sub.add_parser("decompress", help="bitstream -> PNG")
     d.add_argument("input")
     d.add_argument("output")

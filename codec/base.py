@@ -12,6 +12,10 @@
 * ``encoder_pass`` / ``decoder_pass`` are exactly the neural work of each side, every
   context step included; the symbol I/O object (codec.coding) is the only door to the coder,
   so the profiler can trace the very code ``decompress`` runs, with a replay in its place.
+* variable rate (``rates`` in the config; codec.gain): ``with codec.at_rate(r):`` selects the rate
+  point every pass runs at; ``compress(x, rate=r)`` writes r into the header, ``decompress``
+  reads it back. Codecs scale ``y`` with :meth:`Codec.gain_y` after the analysis and
+  :meth:`Codec.ungain_y` before the synthesis, which are the identity for fixed-rate models.
 """
 from __future__ import annotations
 
@@ -73,6 +77,14 @@ class Codec(nn.Module):
 
     registry_name: str = "unregistered"
     config: dict = {}
+    #: trained rate points (loss weights) of a variable-rate model; None: fixed rate
+    rates: tuple[float, ...] | None = None
+    _rate: torch.Tensor | float | None = None
+
+    @property
+    def gain_channels(self) -> int | None:
+        """Channels of ``y`` that gain units scale; None: the codec has no gain units."""
+        return None
 
     # -- subclasses implement --------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> CodecOutput:  # pragma: no cover - abstract
@@ -85,6 +97,68 @@ class Codec(nn.Module):
     def decoder_pass(self, io, size: tuple[int, int]) -> torch.Tensor:  # pragma: no cover - abstract
         """Neural work of ``decompress`` for a padded size (H, W); returns the padded x_hat."""
         raise NotImplementedError
+
+    # -- variable rate -------------------------------------------------------------------------
+    def enable_variable_rate(self, rates) -> None:
+        """Add gain units for ``rates`` (called by the registry for a config with ``rates``)."""
+        from codec.gain import GainUnits, check_rates
+
+        if self.gain_channels is None:
+            raise ValueError(f"{type(self).__name__} has no gain units: the 'rates' config key is not available for it")
+        self.rates = check_rates(rates)
+        self.gain = GainUnits(self.rates, self.gain_channels)
+        self.parts = {**type(self).parts, "gain": Side.BOTH}
+
+    @property
+    def rate_points(self) -> int | None:
+        """K, the number of trained rate points; None for a fixed-rate model."""
+        return None if self.rates is None else len(self.rates)
+
+    def check_rate(self, rate) -> float | None:
+        """The rate a stream is coded at, as the header stores it; refuses what the model cannot do."""
+        from codec.gain import check_rate
+
+        if rate is None:
+            if self.rates is not None:
+                raise ValueError(f"{self.registry_name} is a variable-rate model ({len(self.rates)} rate points): "
+                                 f"give a rate in [0, {len(self.rates) - 1}]")
+            return None
+        if self.rates is None:
+            raise ValueError(f"{self.registry_name} is a fixed-rate model: it takes no rate (got {rate})")
+        return check_rate(rate, len(self.rates), self.registry_name)
+
+    def default_rate(self) -> float | None:
+        """The rate ``compress`` uses when the caller names none: the middle trained point."""
+        return None if self.rates is None else float(len(self.rates) // 2)
+
+    @contextlib.contextmanager
+    def at_rate(self, rate):
+        """Run every pass inside at ``rate``: a number, or a tensor with one rate per batch
+        element (training draws one per crop). Restores the previous rate on exit."""
+        if not torch.is_tensor(rate):
+            rate = self.check_rate(rate)
+        before, self._rate = self._rate, rate
+        try:
+            yield
+        finally:
+            self._rate = before
+
+    def _batch_rate(self, t: torch.Tensor) -> torch.Tensor:
+        if self._rate is None:
+            raise RuntimeError(f"{self.registry_name} is a variable-rate model: run it inside "
+                               f"`with model.at_rate(r):` (r in [0, {len(self.rates) - 1}])")
+        rate = self._rate if torch.is_tensor(self._rate) else torch.tensor([self._rate], dtype=torch.float32)
+        if rate.numel() not in (1, t.shape[0]):
+            raise ValueError(f"{rate.numel()} rates for a batch of {t.shape[0]}")
+        return rate.reshape(-1).expand(t.shape[0]).to(t.device)
+
+    def gain_y(self, y: torch.Tensor) -> torch.Tensor:
+        """The analysis output scaled for the current rate (identity for a fixed-rate model)."""
+        return y if self.rates is None else self.gain.scale(y, self._batch_rate(y))
+
+    def ungain_y(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """The decoded latent rescaled for the synthesis (identity for a fixed-rate model)."""
+        return y_hat if self.rates is None else self.gain.unscale(y_hat, self._batch_rate(y_hat))
 
     # -- shared ------------------------------------------------------------------------------
     def check_parts(self) -> None:
@@ -128,30 +202,36 @@ class Codec(nn.Module):
         return config_hash(self.registry_name, self.config)
 
     @torch.no_grad()
-    def encode_symbols(self, x: torch.Tensor) -> tuple[SymbolRecorder, tuple[int, int]]:
-        """Pad and run the encoder pass; returns the recorder and the padded size."""
+    def encode_symbols(self, x: torch.Tensor, rate=None) -> tuple[SymbolRecorder, tuple[int, int]]:
+        """Pad and run the encoder pass at ``rate``; returns the recorder and the padded size."""
         from codec.image import pad_to_stride
 
         self._check_image(x)
+        rate = self.check_rate(rate)
         xp, _ = pad_to_stride(x.float().clamp(0, 1), self.stride)
         recorder = SymbolRecorder()
-        with coding_threads():
+        with coding_threads(), self.at_rate(rate):
             self.encoder_pass(xp, recorder)
         return recorder, tuple(xp.shape[-2:])
 
+    #: 8-byte hash of the weights, written into the header when set (the shipped default model)
+    weights_hash: bytes | None = None
+
     @torch.no_grad()
-    def compress(self, x: torch.Tensor) -> bytes:
-        """Entropy-code one image (1x3xHxW in [0, 1]) into a self-describing bitstream."""
+    def compress(self, x: torch.Tensor, rate=None) -> bytes:
+        """Entropy-code one image (1x3xHxW in [0, 1]) into a self-describing bitstream; a
+        variable-rate model takes the ``rate`` (in [0, K-1]) and writes it into the header."""
         self._check_coding_device()
+        rate = self.check_rate(rate)
         was_training = self.training
         self.eval()
         try:
-            recorder, _ = self.encode_symbols(x)
+            recorder, _ = self.encode_symbols(x, rate)
             infos, payloads = recorder.to_streams()
         finally:
             self.train(was_training)
         header = Header(self.registry_name, self.config_hash(), int(x.shape[-2]), int(x.shape[-1]),
-                        tuple(infos), recorder.symbol_crc())
+                        tuple(infos), recorder.symbol_crc(), rate, self.weights_hash)
         return pack(header, payloads)
 
     @torch.no_grad()
@@ -168,11 +248,21 @@ class Codec(nn.Module):
                 f"bitstream was made by a {header.codec!r} with another architecture config "
                 f"(hash {header.config_hash.hex()}, this model {self.config_hash().hex()}): load the matching checkpoint"
             )
+        if self.weights_hash is not None and header.weights_hash not in (None, self.weights_hash):
+            raise BitstreamError(f"bitstream was made by {header.codec!r} weights {header.weights_hash.hex()}, "
+                                 f"this model has weights {self.weights_hash.hex()}")
+        if (header.rate is None) != (self.rates is None):
+            raise BitstreamError(f"bitstream is {'fixed' if header.rate is None else 'variable'}-rate, "
+                                 f"this {self.registry_name} is {'fixed' if self.rates is None else 'variable'}-rate")
+        try:
+            rate = self.check_rate(header.rate)
+        except ValueError as e:
+            raise BitstreamError(f"bitstream header: {e}") from None
         reader = BitstreamDecoder(header.streams, payloads)
         was_training = self.training
         self.eval()
         try:
-            with coding_threads():
+            with coding_threads(), self.at_rate(rate):
                 x_hat = self.decoder_pass(reader, self.padded_size(header.height, header.width))
         finally:
             self.train(was_training)
@@ -180,16 +270,17 @@ class Codec(nn.Module):
         return crop(x_hat, (header.height, header.width)).clamp(0, 1)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, SymbolRecorder]:
+    def reconstruct(self, x: torch.Tensor, rate=None) -> tuple[torch.Tensor, SymbolRecorder]:
         """The encoder-side reconstruction: encoder pass, then the decoder pass on the same
-        symbols without any coder. ``decompress(compress(x))`` must equal it exactly."""
+        symbols without any coder. ``decompress(compress(x, rate))`` must equal it exactly."""
         from codec.image import crop
 
+        rate = self.check_rate(rate)
         was_training = self.training
         self.eval()
         try:
-            recorder, size = self.encode_symbols(x)
-            with coding_threads():
+            recorder, size = self.encode_symbols(x, rate)
+            with coding_threads(), self.at_rate(rate):
                 x_hat = self.decoder_pass(recorder.replay(), size)
         finally:
             self.train(was_training)

@@ -10,8 +10,15 @@ Layout (all integers little-endian)::
     width        u32
     streams      u8 count, then per stream: u8 name length + name, u32 symbol bound, u32 byte length
     symbol crc   u32      CRC-32 of every decoded symbol, in decoding order
+    [version 2 only]
+    flags        u8       bit 0: a rate follows; bit 1: a weights hash follows
+    rate         f32      the rate point of a variable-rate codec (gain units, iteration count)
+    weights hash 8 bytes  sha256 of the weights (the shipped default model)
     header crc   u32      CRC-32 of every header byte above
     payload      the streams' bytes, concatenated in header order
+
+A stream without a rate and without a weights hash is written as version 1, byte for byte what
+fixed-rate codecs wrote before variable rate existed; both versions are read.
 
 The header CRC catches a damaged header before anything is decoded; the symbol CRC catches
 a damaged payload, and an encoder and decoder that disagree (a scale index computed
@@ -20,6 +27,7 @@ Every failed check raises :class:`BitstreamError` with a message naming the chec
 """
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -27,7 +35,9 @@ from dataclasses import dataclass, field
 __all__ = ["BitstreamError", "Header", "StreamInfo", "pack", "unpack", "MAGIC", "FORMAT_VERSION", "MAX_SIDE"]
 
 MAGIC = b"VMLC"
-FORMAT_VERSION = 1
+#: The newest version written; 1 is still written when a header has no optional field.
+FORMAT_VERSION = 2
+_FLAG_RATE, _FLAG_WEIGHTS = 1, 2
 #: Largest image side a header may announce; guards against allocating for garbage sizes.
 MAX_SIDE = 1 << 16
 
@@ -51,6 +61,10 @@ class Header:
     width: int
     streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
     symbol_crc: int = 0
+    #: rate point of a variable-rate codec (None: a fixed-rate stream)
+    rate: float | None = None
+    #: 8-byte hash of the weights that made the stream (None: not recorded)
+    weights_hash: bytes | None = None
 
 
 def _name_bytes(name: str, what: str) -> bytes:
@@ -66,8 +80,11 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
         raise ValueError("bitstream: config hash must be 8 bytes")
     if len(payloads) != len(header.streams):
         raise ValueError("bitstream: one payload per stream")
+    if header.weights_hash is not None and len(header.weights_hash) != 8:
+        raise ValueError("bitstream: weights hash must be 8 bytes")
+    flags = (_FLAG_RATE if header.rate is not None else 0) | (_FLAG_WEIGHTS if header.weights_hash is not None else 0)
     out = bytearray(MAGIC)
-    out += bytes([FORMAT_VERSION])
+    out += bytes([2 if flags else 1])
     out += _name_bytes(header.codec, "codec id")
     out += header.config_hash
     out += struct.pack("<II", header.height, header.width)
@@ -76,6 +93,12 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
         out += _name_bytes(info.name, "stream name")
         out += struct.pack("<II", info.bound, len(data))
     out += struct.pack("<I", header.symbol_crc & 0xFFFFFFFF)
+    if flags:
+        out += bytes([flags])
+        if header.rate is not None:
+            out += struct.pack("<f", header.rate)
+        if header.weights_hash is not None:
+            out += header.weights_hash
     out += struct.pack("<I", zlib.crc32(bytes(out)))
     for data in payloads:
         out += data
@@ -124,8 +147,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if magic != MAGIC:
         raise BitstreamError(f"not a vmuc-lite bitstream: magic is {magic!r}, expected {MAGIC!r}")
     version = r.u8("format version")
-    if version != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported format version {version}; this build reads version {FORMAT_VERSION}")
+    if version not in (1, 2):
+        raise BitstreamError(f"unsupported format version {version}; this build reads versions 1 and {FORMAT_VERSION}")
     codec = r.name("codec id")
     config_hash = r.take(8, "config hash")
     height, width = r.u32("height"), r.u32("width")
@@ -136,6 +159,15 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         bound, length = r.u32(f"stream {i} symbol bound"), r.u32(f"stream {i} length")
         infos.append(StreamInfo(name, bound, length))
     symbol_crc = r.u32("symbol checksum")
+    rate = weights_hash = None
+    if version >= 2:
+        flags = r.u8("header flags")
+        if flags & ~(_FLAG_RATE | _FLAG_WEIGHTS) or not flags:
+            raise BitstreamError(f"header flags {flags:#04x} are not valid for format version 2")
+        if flags & _FLAG_RATE:
+            rate = struct.unpack("<f", r.take(4, "rate"))[0]
+        if flags & _FLAG_WEIGHTS:
+            weights_hash = r.take(8, "weights hash")
     header_end = r.pos
     header_crc = r.u32("header checksum")
     if zlib.crc32(data[:header_end]) != header_crc:
@@ -145,5 +177,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     payloads = [r.take(info.length, f"payload of stream {info.name!r}") for info in infos]
     if r.pos != len(data):
         raise BitstreamError(f"{len(data) - r.pos} unexpected bytes after the last stream")
-    header = Header(codec, config_hash, height, width, tuple(infos), symbol_crc)
+    if rate is not None and not math.isfinite(rate):
+        raise BitstreamError(f"rate {rate} in the header is not a finite number")
+    header = Header(codec, config_hash, height, width, tuple(infos), symbol_crc, rate, weights_hash)
     return header, payloads

@@ -94,9 +94,15 @@ def _jsonable(value):
 
 
 def resolve_config(name: str, config: dict) -> dict:
-    """The entry function's full keyword config: given values plus its defaults."""
+    """The entry function's full keyword config: given values plus its defaults.
+
+    ``rates`` (variable rate, codec.gain) is a key of every codec, handled here rather than by
+    each entry function; left unset or None it is not recorded (a fixed-rate model).
+    """
     fn = codec_entry(name)
     sig = inspect.signature(fn)
+    config = dict(config)
+    rates = config.pop("rates", None) if "rates" not in sig.parameters else None
     try:
         bound = sig.bind(**config)
     except TypeError as e:
@@ -104,16 +110,28 @@ def resolve_config(name: str, config: dict) -> dict:
         raise TypeError(f"codec {name!r}: {e}; its config keys are: {known}") from None
     bound.apply_defaults()
     unset_optional = {k for k, p in sig.parameters.items() if p.default is None and bound.arguments.get(k) is None}
-    return _jsonable({k: v for k, v in bound.arguments.items() if k not in unset_optional})
+    full = {k: v for k, v in bound.arguments.items() if k not in unset_optional}
+    if rates is not None:
+        from codec.gain import check_rates
+
+        try:
+            full["rates"] = list(check_rates(list(rates) if not isinstance(rates, (str, bytes)) else rates))
+        except ValueError as e:
+            raise ValueError(f"codec {name!r}: {e}") from None
+    return _jsonable(full)
 
 
 def create_codec(name: str, **config) -> Codec:
     full = resolve_config(name, config)
-    model = codec_entry(name)(**full)
+    entry = codec_entry(name)
+    handled_here = "rates" in full and "rates" not in inspect.signature(entry).parameters
+    model = entry(**{k: v for k, v in full.items() if not (handled_here and k == "rates")})
     if not isinstance(model, Codec):
         raise TypeError(f"entry function of {name!r} returned {type(model).__name__}, not a Codec")
     model.registry_name = name
     model.config = full
+    if handled_here:
+        model.enable_variable_rate(full["rates"])
     model.check_parts()
     return model
 

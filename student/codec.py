@@ -117,6 +117,10 @@ class StudentCodec(Codec):
         )
 
     @property
+    def gain_channels(self) -> int:
+        return self.latent
+
+    @property
     def steps(self) -> int:
         """Decoder passes of the context model (checkerboard 2, MSP 1 + levels * stages)."""
         return self.context.steps
@@ -127,7 +131,7 @@ class StudentCodec(Codec):
     # -- training path ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self.g_a(x)
+        y = self.gain_y(self.g_a(x))
         z = self.h_a(y)
         z_hat = quantize(z, "noise" if self.training else "round")
         hyper = self.h_s(z_hat)
@@ -148,7 +152,7 @@ class StudentCodec(Codec):
 
         y_hat = code_latent(self.context, self.entropy_parameters, hyper, code_step)
         taps = {"y": y, "z": z, "hyper": hyper, "scales": scales.full(), "means": means.full()}
-        x_hat = self.g_s(y_hat, taps)
+        x_hat = self.g_s(self.ungain_y(y_hat), taps)
         return {"x_hat": x_hat,
                 "likelihoods": {"y": likelihoods.full(), "z": self.entropy_bottleneck.likelihood(z_hat)},
                 "taps": taps}
@@ -163,7 +167,7 @@ class StudentCodec(Codec):
             return self._decoder_pass(io, size)
 
     def _encoder_pass(self, x, io):
-        y = self.g_a(x)
+        y = self.gain_y(self.g_a(x))
         z = self.h_a(y)
         z_hat = io.factorized("z", self.entropy_bottleneck, z, self._z_shape(x.shape[-2:]))
 
@@ -179,4 +183,4 @@ class StudentCodec(Codec):
             return io.gaussian("y", self.gaussian_conditional, None, scales, means)
 
         y_hat = code_latent(self.context, self.entropy_parameters, self.h_s(z_hat), code_step)
-        return self.g_s(y_hat)
+        return self.g_s(self.ungain_y(y_hat))

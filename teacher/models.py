@@ -207,6 +207,10 @@ class VMuC(Codec):
         self.entropy_bottleneck = FactorizedPrior(N)
         self.gaussian_conditional = GaussianConditional()
 
+    @property
+    def gain_channels(self) -> int:
+        return self.latent_channels
+
     # -- colour path ------------------------------------------------------------------------
     @staticmethod
     def _to_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,12 +220,13 @@ class VMuC(Codec):
 
     def _analysis(self, x: torch.Tensor) -> torch.Tensor:
         luma, chroma = self._to_planes(x)
-        return torch.cat((self.g_a_y(luma), self.g_a_uv(chroma)), dim=1)
+        return self.gain_y(torch.cat((self.g_a_y(luma), self.g_a_uv(chroma)), dim=1))
 
     def _synthesis(self, y_hat: torch.Tensor, taps: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (RGB x_hat, YCbCr x_hat with upsampled chroma, CbCr at 4:2:0); with a ``taps``
         dict, also the luma synthesis features after each IGDN (``g_s_y.0`` at H/8, ``g_s_y.1``
         at H/4, ``g_s_y.2`` at H/2), which feature distillation reads."""
+        y_hat = self.ungain_y(y_hat)
         y_luma, y_chroma = y_hat[:, : self.luma_channels], y_hat[:, self.luma_channels:]
         if taps is None:
             luma = self.g_s_y(y_luma)

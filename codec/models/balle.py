@@ -54,21 +54,25 @@ class FactorizedPriorCodec(Codec):
 
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self.g_a(x)
+        y = self.gain_y(self.g_a(x))
         y_hat = quantize(y, "noise" if self.training else "round")
-        x_hat = self.g_s(y_hat)
+        x_hat = self.g_s(self.ungain_y(y_hat))
         return {"x_hat": x_hat, "likelihoods": {"y": self.entropy_bottleneck.likelihood(y_hat)}, "taps": {"y": y}}
+
+    @property
+    def gain_channels(self) -> int:
+        return self.M
 
     def _latent_shape(self, size):
         return torch.Size((1, self.M, size[0] // 16, size[1] // 16))
 
     def encoder_pass(self, x, io):
-        y = self.g_a(x)
+        y = self.gain_y(self.g_a(x))
         io.factorized("y", self.entropy_bottleneck, y, self._latent_shape(x.shape[-2:]))
 
     def decoder_pass(self, io, size):
         y_hat = io.factorized("y", self.entropy_bottleneck, None, self._latent_shape(size))
-        return self.g_s(y_hat)
+        return self.g_s(self.ungain_y(y_hat))
 
 
 class ScaleHyperprior(Codec):
@@ -87,6 +91,10 @@ class ScaleHyperprior(Codec):
         self.h_s = self._hyper_synthesis(N, M)
         self.entropy_bottleneck = FactorizedPrior(N)
         self.gaussian_conditional = GaussianConditional()
+
+    @property
+    def gain_channels(self) -> int:
+        return self.M
 
     @staticmethod
     def _hyper_analysis(N, M):
@@ -109,7 +117,7 @@ class ScaleHyperprior(Codec):
 
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self.g_a(x)
+        y = self.gain_y(self.g_a(x))
         z = self.h_a(self._hyper_input(y))
         z_hat = quantize(z, "noise" if self.training else "round")
         scales, means = self._params(z_hat)
@@ -118,7 +126,7 @@ class ScaleHyperprior(Codec):
             y_hat = quantize(y, "ste", means) if self.mean_scale else y_for_rate
         else:
             y_hat = y_for_rate = quantize(y, "round", means)
-        x_hat = self.g_s(y_hat)
+        x_hat = self.g_s(self.ungain_y(y_hat))
         likelihoods = {"y": self.gaussian_conditional.likelihood(y_for_rate, scales, means),
                        "z": self.entropy_bottleneck.likelihood(z_hat)}
         taps = {"y": y, "z": z, "scales": scales}
@@ -127,7 +135,7 @@ class ScaleHyperprior(Codec):
         return {"x_hat": x_hat, "likelihoods": likelihoods, "taps": taps}
 
     def encoder_pass(self, x, io):
-        y = self.g_a(x)
+        y = self.gain_y(self.g_a(x))
         z = self.h_a(self._hyper_input(y))
         z_hat = io.factorized("z", self.entropy_bottleneck, z, self._z_shape(x.shape[-2:]))
         scales, means = self._params(z_hat)
@@ -137,7 +145,7 @@ class ScaleHyperprior(Codec):
         z_hat = io.factorized("z", self.entropy_bottleneck, None, self._z_shape(size))
         scales, means = self._params(z_hat)
         y_hat = io.gaussian("y", self.gaussian_conditional, None, scales, means)
-        return self.g_s(y_hat)
+        return self.g_s(self.ungain_y(y_hat))
 
 
 class MeanScaleHyperprior(ScaleHyperprior):
