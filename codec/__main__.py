@@ -29,7 +29,7 @@ def _compress(args) -> str:
 
     rgb = read_image(args.input)
     model, _ = load_checkpoint(args.checkpoint)
-    rate = model.check_rate(args.rate) if args.rate is not None or model.rates is None else model.default_rate()
+    rate = model.check_rate(args.rate) if args.rate is not None or model.rate_points is None else model.default_rate()
     t0 = time.perf_counter()
     data = model.compress(to_tensor(rgb), rate=rate)
     dt = time.perf_counter() - t0

@@ -118,18 +118,19 @@ class Codec(nn.Module):
         """The rate a stream is coded at, as the header stores it; refuses what the model cannot do."""
         from codec.gain import check_rate
 
+        points = self.rate_points
         if rate is None:
-            if self.rates is not None:
-                raise ValueError(f"{self.registry_name} is a variable-rate model ({len(self.rates)} rate points): "
-                                 f"give a rate in [0, {len(self.rates) - 1}]")
+            if points is not None:
+                raise ValueError(f"{self.registry_name} is a variable-rate model ({points} rate points): "
+                                 f"give a rate in [0, {points - 1}]")
             return None
-        if self.rates is None:
+        if points is None:
             raise ValueError(f"{self.registry_name} is a fixed-rate model: it takes no rate (got {rate})")
-        return check_rate(rate, len(self.rates), self.registry_name)
+        return check_rate(rate, points, self.registry_name)
 
     def default_rate(self) -> float | None:
         """The rate ``compress`` uses when the caller names none: the middle trained point."""
-        return None if self.rates is None else float(len(self.rates) // 2)
+        return None if self.rate_points is None else float(self.rate_points // 2)
 
     @contextlib.contextmanager
     def at_rate(self, rate):
@@ -251,9 +252,9 @@ class Codec(nn.Module):
         if self.weights_hash is not None and header.weights_hash not in (None, self.weights_hash):
             raise BitstreamError(f"bitstream was made by {header.codec!r} weights {header.weights_hash.hex()}, "
                                  f"this model has weights {self.weights_hash.hex()}")
-        if (header.rate is None) != (self.rates is None):
+        if (header.rate is None) != (self.rate_points is None):
             raise BitstreamError(f"bitstream is {'fixed' if header.rate is None else 'variable'}-rate, "
-                                 f"this {self.registry_name} is {'fixed' if self.rates is None else 'variable'}-rate")
+                                 f"this {self.registry_name} is {'fixed' if self.rate_points is None else 'variable'}-rate")
         try:
             rate = self.check_rate(header.rate)
         except ValueError as e:
