@@ -158,8 +158,9 @@ def run_bench(cfg: DictConfig, command: str = "python -m bench") -> dict:
         written.append(write_json(result_path(out_dir, c.name), result))
     for curve in learned:
         env = environment(bench_threads)
-        rate_points, rows = measure_learned(curve, images, warmup=warmup, progress=progress)
-        what = f"learned codec {curve.profile_label}, {len(curve.checkpoints)} checkpoints"
+        rate_points, rows = measure_learned(curve, images, warmup=warmup, progress=progress, rates=_plain(cfg.get("rates")))
+        what = f"learned codec {curve.profile_label}, {len(curve.checkpoints)} checkpoint" + \
+            ("s" if len(curve.checkpoints) > 1 else f", {len(rate_points)} rates")
         result = curve_result(curve.label, _description("learned", what, eval_set), "learned", curve.codec,
                               curve.config, rate_points, rows, eval_set, command, env,
                               profile_label=curve.profile_label)

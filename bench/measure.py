@@ -245,33 +245,51 @@ def resolve_learned(spec: Sequence[str] | Mapping[str, str | Sequence[str]] | No
 
 
 def measure_learned(curve: LearnedCurve, images: Sequence[EvalImage], *, warmup: bool = True,
-                    progress: bool = True) -> tuple[list[dict], list[dict]]:
-    """-> (rate_points, rows): one rate point per checkpoint, real bitstreams on the CPU in float32."""
+                    progress: bool = True, rates: Sequence[float] | None = None) -> tuple[list[dict], list[dict]]:
+    """-> (rate_points, rows): real bitstreams on the CPU in float32. A fixed-rate checkpoint
+    is one rate point; a variable-rate one (``rates`` in its config, codec.gain) is one point per
+    rate of ``rates`` (default: ``model.bench_rates()``, every trained point and the midpoints)."""
     from codec.checkpoint import CheckpointError, load_checkpoint, training_lmbda
     from codec.image import to_tensor, to_uint8
 
-    rate_points, rows = [], []
-    bar = _bar(len(images) * len(curve.checkpoints), curve.label, progress)
-    for i, path in enumerate(curve.checkpoints):
+    models = []
+    for path in curve.checkpoints:
         try:
             model, blob = load_checkpoint(path)
         except CheckpointError as e:
             raise BenchError(str(e)) from None
         model = model.cpu().float().eval()
+        if model.rate_points is None:
+            points = [None]
+        else:
+            try:
+                points = [model.check_rate(r) for r in rates] if rates else model.bench_rates()
+            except ValueError as e:
+                raise BenchError(f"rates: {e} ({path})") from None
+        models.append((path, model, blob, points))
+    rate_points, rows = [], []
+    bar = _bar(len(images) * sum(len(m[3]) for m in models), curve.label, progress)
+    for path, model, blob, points in models:
         meta = blob.get("meta") or {}
-        rate_points.append({"checkpoint": str(path), "lmbda": training_lmbda(blob), "step": meta.get("step", blob.get("step"))})
+        for rate in points:
+            i = len(rate_points)
+            lmbda = training_lmbda(blob) if rate is None else model.rate_lmbda(rate)
+            rate_points.append({"checkpoint": str(path), "lmbda": lmbda, "step": meta.get("step", blob.get("step")),
+                                **({"rate": rate} if rate is not None else {})})
 
-        def encode(rgb: np.ndarray) -> bytes:
-            return model.compress(to_tensor(rgb))
+            def encode(rgb: np.ndarray, model=model, rate=rate) -> bytes:
+                return model.compress(to_tensor(rgb), rate=rate)
 
-        def decode(data: bytes) -> np.ndarray:
-            return to_uint8(model.decompress(data))
+            def decode(data: bytes, model=model) -> np.ndarray:
+                return to_uint8(model.decompress(data))
 
-        if warmup:  # torch builds its conv kernels on the first call at a given size
-            decode(encode(images[0].rgb))
-        for im in images:
-            row = measure_image(encode, decode, im.rgb, f"{curve.label} ({path}) {im.name}")
-            rows.append({"image": im.name, "rate_point": i, "checkpoint": str(path), **row})
-            bar.update()
+            if warmup:  # torch builds its conv kernels on the first call at a given size
+                decode(encode(images[0].rgb))
+            where = f"{path}" if rate is None else f"{path} at rate {rate:g}"
+            for im in images:
+                row = measure_image(encode, decode, im.rgb, f"{curve.label} ({where}) {im.name}")
+                rows.append({"image": im.name, "rate_point": i, "checkpoint": str(path),
+                             **({"rate": rate} if rate is not None else {}), **row})
+                bar.update()
     bar.close()
     return rate_points, rows

@@ -16,6 +16,8 @@
   point every pass runs at; ``compress(x, rate=r)`` writes r into the header, ``decompress``
   reads it back. Codecs scale ``y`` with :meth:`Codec.gain_y` after the analysis and
   :meth:`Codec.ungain_y` before the synthesis, which are the identity for fixed-rate models.
+* latents: codecs compute ``y`` and ``z`` through :meth:`Codec.analysis_latent`, so :meth:`Codec.latents`
+  reads them and ``with codec.given_latents(y=..., z=...):`` codes others (codec.overfit).
 """
 from __future__ import annotations
 
@@ -80,6 +82,9 @@ class Codec(nn.Module):
     #: trained rate points (loss weights) of a variable-rate model; None: fixed rate
     rates: tuple[float, ...] | None = None
     _rate: torch.Tensor | float | None = None
+    #: True when the MACs of the passes depend on the rate (toderici: the iteration count); the
+    #: profiler then reports every trained rate (python -m profiling, profile["by_rate"])
+    cost_depends_on_rate: ClassVar[bool] = False
 
     @property
     def gain_channels(self) -> int | None:
@@ -128,6 +133,28 @@ class Codec(nn.Module):
             raise ValueError(f"{self.registry_name} is a fixed-rate model: it takes no rate (got {rate})")
         return check_rate(rate, points, self.registry_name)
 
+    def trained_rates(self) -> list[float | None]:
+        """The rates validation and the bench measure by default: every trained point
+        ([None] for a fixed-rate model)."""
+        return [None] if self.rate_points is None else [float(i) for i in range(self.rate_points)]
+
+    def bench_rates(self) -> list[float | None]:
+        """The rates the bench draws a variable-rate curve at by default: every trained point
+        and the midpoints between them."""
+        if self.rate_points is None:
+            return [None]
+        return [i / 2 for i in range(2 * self.rate_points - 1)]
+
+    def rate_lmbda(self, rate: float) -> float | None:
+        """The loss weight a rate stands for: the trained point's, or between two points the
+        log-linear interpolation that the gains interpolate alike (None without gain units)."""
+        if self.rates is None:
+            return None
+        rate = self.check_rate(rate)
+        low = min(int(rate), len(self.rates) - 2)
+        t = rate - low
+        return float(self.rates[low] ** (1 - t) * self.rates[low + 1] ** t)
+
     def default_rate(self) -> float | None:
         """The rate ``compress`` uses when the caller names none: the middle trained point."""
         return None if self.rate_points is None else float(self.rate_points // 2)
@@ -135,8 +162,9 @@ class Codec(nn.Module):
     @contextlib.contextmanager
     def at_rate(self, rate):
         """Run every pass inside at ``rate``: a number, or a tensor with one rate per batch
-        element (training draws one per crop). Restores the previous rate on exit."""
-        if not torch.is_tensor(rate):
+        element (training draws one per crop), or None (no rate: what fixed-rate models run at).
+        Restores the previous rate on exit."""
+        if rate is not None and not torch.is_tensor(rate):
             rate = self.check_rate(rate)
         before, self._rate = self._rate, rate
         try:
@@ -155,11 +183,57 @@ class Codec(nn.Module):
 
     def gain_y(self, y: torch.Tensor) -> torch.Tensor:
         """The analysis output scaled for the current rate (identity for a fixed-rate model)."""
-        return y if self.rates is None else self.gain.scale(y, self._batch_rate(y))
+        return y if self.rates is None else self.gain(y, self._batch_rate(y))
 
     def ungain_y(self, y_hat: torch.Tensor) -> torch.Tensor:
         """The decoded latent rescaled for the synthesis (identity for a fixed-rate model)."""
-        return y_hat if self.rates is None else self.gain.unscale(y_hat, self._batch_rate(y_hat))
+        return y_hat if self.rates is None else self.gain(y_hat, self._batch_rate(y_hat), inverse=True)
+
+    # -- latents (codec.overfit) ---------------------------------------------------------------
+    #: set inside :meth:`given_latents`: name -> the tensor :meth:`analysis_latent` returns
+    _given_latents: dict[str, torch.Tensor] | None = None
+    #: set inside :meth:`latents`: what :meth:`analysis_latent` computed, by name
+    _recorded_latents: dict[str, torch.Tensor] | None = None
+
+    def analysis_latent(self, name: str, compute) -> torch.Tensor:
+        """An analysis output, by name: ``"y"``, the analysis output after :meth:`gain_y` (what
+        every later part reads), and ``"z"``, the hyper-analysis output. Codecs compute them
+        through this call in ``forward`` and ``encoder_pass``, e.g.
+        ``y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))``, so that latent overfitting
+        (codec.overfit) can read them (:meth:`latents`) and put its own in their place
+        (:meth:`given_latents`) without running the transforms they replace, and without hooks."""
+        if self._given_latents is not None and name in self._given_latents:
+            return self._given_latents[name]
+        value = compute()
+        if self._recorded_latents is not None:
+            self._recorded_latents[name] = value
+        return value
+
+    @torch.no_grad()
+    def latents(self, x: torch.Tensor, rate=None) -> dict[str, torch.Tensor]:
+        """The analysis outputs the encoder codes for one image (1x3xHxW in [0, 1], padded as
+        ``compress`` pads it) at ``rate``: ``{"y": ..., "z": ...}`` (``{"y": ...}`` for a codec
+        without hyper-latent; empty for a codec that does not compute them through :meth:`analysis_latent`)."""
+        was_training, before = self.training, self._recorded_latents
+        self._recorded_latents = recorded = {}
+        self.eval()
+        try:
+            self.encode_symbols(x, rate)
+        finally:
+            self._recorded_latents = before
+            self.train(was_training)
+        return {name: t.detach().clone() for name, t in recorded.items()}
+
+    @contextlib.contextmanager
+    def given_latents(self, **latents: torch.Tensor):
+        """Inside, every pass uses these tensors (``y=``, ``z=``, as :meth:`latents` names them) in
+        place of the analysis outputs: ``compress`` codes them, ``reconstruct`` and ``forward``
+        start from them. The decoder never computes them, so it is unchanged."""
+        before, self._given_latents = self._given_latents, {**(self._given_latents or {}), **latents}
+        try:
+            yield
+        finally:
+            self._given_latents = before
 
     # -- shared ------------------------------------------------------------------------------
     def check_parts(self) -> None:

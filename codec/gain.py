@@ -81,8 +81,7 @@ class GainUnits(nn.Module):
         log = table[low] * (1 - t) + table[low + 1] * t
         return torch.exp(log)[:, :, None, None]
 
-    def scale(self, y: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-        return y * self._interpolate(self.log_gain, rate)
-
-    def unscale(self, y_hat: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-        return y_hat * self._interpolate(self.log_inverse_gain, rate)
+    def forward(self, t: torch.Tensor, rate: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """``y * gain(rate)`` (encoder), or with ``inverse`` ``y_hat * inverse_gain(rate)``
+        (decoder); ``rate`` holds one rate per batch element."""
+        return t * self._interpolate(self.log_inverse_gain if inverse else self.log_gain, rate)

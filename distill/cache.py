@@ -67,6 +67,9 @@ def build_cache(teacher_path: str, data_cfg, crops: int, out_dir: str | os.PathL
     if int(crops) < 1:
         raise ValueError(f"cache.crops must be >= 1, got {crops}")
     teacher, info = load_teacher(teacher_path)
+    if teacher.rates is not None:
+        raise ValueError(f"teacher {teacher_path} is variable-rate: a cache holds one rate point, and distillation "
+                         f"from a variable-rate teacher runs it live at each crop's rate (drop the cache)")
     crop = int(data_cfg["crop_size"])
     if crop % teacher.stride:
         raise ValueError(f"data.crop_size={crop} must be a multiple of the teacher's stride {teacher.stride}")

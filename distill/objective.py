@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from codec.base import Codec
-from codec.engine.objectives import Objective, rd_loss
+from codec.engine.objectives import Objective, distortion, draw_rate_points, rd_loss, unwrap
 from distill.losses import Adapter, entropy_kd, feature_kd, latent_kd, log_scales, output_kd
 from distill.teacher import teacher_outputs
 
@@ -59,7 +59,8 @@ def probe_channels(model: Codec, feature_taps=()) -> dict[str, int]:
     was = model.training
     model.eval()
     s = model.stride
-    out = model(torch.zeros(1, 3, s, s, device=next(model.parameters()).device))
+    with model.at_rate(model.default_rate()):
+        out = model(torch.zeros(1, 3, s, s, device=next(model.parameters()).device))
     model.train(was)
     taps = out["taps"]
     chans = {"x_hat": out["x_hat"].shape[1], "y": taps["y"].shape[1], "scales": taps["scales"].shape[1]}
@@ -76,9 +77,11 @@ class Distillation(Objective):
     """KD objective; ``features`` maps student tap names to teacher tap names."""
 
     def __init__(self, loss_cfg, weights: dict[str, float], student: Codec, teacher_channels: dict[str, int] | None,
-                 teacher: Codec | None = None, features: dict[str, str] | None = None):
+                 teacher: Codec | None = None, features: dict[str, str] | None = None,
+                 teacher_rate: float | None = None):
         super().__init__()
         self.loss_cfg = loss_cfg
+        self.teacher_rate = teacher_rate  # a fixed-rate student's point on a variable-rate teacher
         self.weights = dict(weights)
         self.lmbda_d = float(loss_cfg["lmbda"]) * 255.0**2
         self.features = dict(features or {}) if self.weights["feature"] > 0 else {}
@@ -110,7 +113,7 @@ class Distillation(Objective):
     def teacher_taps(self) -> list[str]:
         return list(self.features.values())
 
-    def _targets(self, batch, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _targets(self, batch, x: torch.Tensor, rate) -> dict[str, torch.Tensor]:
         if isinstance(batch, dict) and "teacher" in batch:
             return batch["teacher"]
         teacher = self._teacher[0]
@@ -118,21 +121,28 @@ class Distillation(Objective):
             raise ValueError("distillation: no teacher outputs in the batch and no live teacher")
         if next(teacher.parameters()).device != x.device:
             teacher.to(x.device)
-        return teacher_outputs(teacher, x, self.teacher_taps)
+        return teacher_outputs(teacher, x, self.teacher_taps, rate if rate is not None else self.teacher_rate)
 
     def forward(self, model: nn.Module, batch) -> dict[str, torch.Tensor]:
         x = batch["x"] if isinstance(batch, dict) else batch
-        out = model(x)
-        terms = rd_loss(out, x, self.loss_cfg)
+        rate, lmbda = draw_rate_points(model, x.shape[0])
+        with unwrap(model).at_rate(rate):
+            out = model(x)
+        terms = rd_loss(out, x, self.loss_cfg, lmbda)
         w = self.weights
         bpp = terms["bpp"]
         total = bpp + w["gt"] * (terms["loss"] - bpp)  # R + w_gt * lmbda * D (MS-SSIM mix included)
         if self.needs_teacher:
-            t = self._targets(batch, x)
+            t = self._targets(batch, x, rate)
             taps = out["taps"]
             if w["output"] > 0:
-                terms["kd_output"] = output_kd(out["x_hat"], t["x_hat"], self.loss_cfg)
-                total = total + self.lmbda_d * w["output"] * terms["kd_output"]
+                if lmbda is None:
+                    terms["kd_output"] = output_kd(out["x_hat"], t["x_hat"], self.loss_cfg)
+                    total = total + self.lmbda_d * w["output"] * terms["kd_output"]
+                else:  # each crop weighed by its own rate point's lambda, like its distortion
+                    per_crop = distortion(out["x_hat"], t["x_hat"], self.loss_cfg, per_sample=True)
+                    terms["kd_output"] = per_crop.mean()
+                    total = total + w["output"] * 255.0**2 * (lmbda.to(per_crop) * per_crop).mean()
             if w["latent"] > 0:
                 y_t = t["y"]
                 terms["kd_latent"] = latent_kd(self.latent_adapter(taps["y"], y_t.shape[-2:]), y_t)

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from codec.engine import Trainer
 from codec.train import build_model
-from distill.cache import TeacherCache
+from distill.cache import CacheMismatch, TeacherCache
 from distill.objective import Distillation, kd_weights
 from distill.teacher import check_rate_point, load_teacher
 
@@ -43,12 +43,16 @@ def gate_row(model, gate_cfg) -> dict:
     return gate(student, reference_profile(gate_cfg.teacher, res), float(gate_cfg.get("target", 35)))
 
 
-def val_rd_loss(val: dict, loss_cfg) -> float | None:
+def val_rd_loss(val: dict, loss_cfg, rates=None) -> float | None:
     """bpp + lmbda * 255^2 * MSE from real bitstreams, the MSE in the loss's own space
-    (YCbCr 6:1:1 for loss=vmuc, RGB otherwise), recovered from the validation PSNR."""
+    (YCbCr 6:1:1 for loss=vmuc, RGB otherwise), recovered from the validation PSNR; for a
+    variable-rate model (``rates``) averaged over its trained points."""
     key = "psnr_ycbcr" if loss_cfg.get("distortion") == "ycbcr_mse" else "psnr_rgb"
     if not val or key not in val:
         return None
+    if rates is not None:  # variable rate: the mean over the trained points, each at its own lambda
+        return float(sum(val[f"bpp@{i:g}"] + lm * 255.0**2 * 10 ** (-val[f"{key}@{i:g}"] / 10)
+                         for i, lm in enumerate(rates)) / len(rates))
     return float(val["bpp"] + float(loss_cfg["lmbda"]) * 255.0**2 * 10 ** (-val[key] / 10))
 
 
@@ -85,7 +89,11 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     teacher, info, cache, channels = None, None, None, None
     # With a cache every preset, `none` included, trains on the cached crops: the runs of a sweep
     # then see the same batches and differ only in their objective.
+    teacher_rate = None
     if needs_teacher or dc.get("cache"):
+        if dc.get("cache") and model.rates is not None:
+            raise CacheMismatch("a teacher-output cache holds the teacher at one rate point; a variable-rate student "
+                                "distills from a live teacher (drop distill.cache)")
         if dc.get("cache"):
             cache = TeacherCache(dc.cache)
             if cfg.get("teacher"):
@@ -100,7 +108,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
                             "teacher_cache": str(dc.cache)}
         else:
             teacher, info = load_teacher(cfg.get("teacher"))
-            check_rate_point(info, cfg.loss, bool(dc.get("allow_rate_mismatch")))
+            teacher_rate = check_rate_point(info, cfg.loss, bool(dc.get("allow_rate_mismatch")), model.rates)
             from distill.objective import probe_channels
 
             channels = probe_channels(teacher, list(features.values()))
@@ -112,7 +120,8 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
             teacher_meta = info.as_meta()
 
     torch.manual_seed(int(cfg.seed) + 1)  # adapters
-    objective = Distillation(cfg.loss, weights, model, channels, teacher=teacher, features=features)
+    objective = Distillation(cfg.loss, weights, model, channels, teacher=teacher, features=features,
+                             teacher_rate=teacher_rate)
     group = cfg.get("logger", {}).get("group") if cfg.get("logger") else None
     if cfg.get("logger") and cfg.logger.get("name") == "wandb" and not group:
         group = _sweep_group()
@@ -123,7 +132,8 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
 
     def finish(trainer: Trainer, summary: dict) -> dict:
         m = trainer.model
-        extra = {"val_rd_loss": val_rd_loss(summary.get("val") or {}, cfg.loss), "lmbda": float(cfg.loss.lmbda),
+        extra = {"val_rd_loss": val_rd_loss(summary.get("val") or {}, cfg.loss, m.rates), "lmbda": float(cfg.loss.lmbda),
+                 "rates": list(m.rates) if m.rates is not None else None,
                  "architecture_hash": m.config_hash().hex(),
                  "transform": (m.config.get("transform") or {}).get("block"),
                  "context": (m.config.get("context") or {}).get("kind")}

@@ -367,7 +367,7 @@ def _wall_times(codec: Codec, x: torch.Tensor, runs: int) -> tuple[dict, list[st
     notes = []
     try:
         coding_ms = _median_ms(recorder.to_streams, runs)
-        data = codec.compress(x)
+        data = codec.compress(x, rate=codec._rate if codec.rate_points is not None else None)
         decompress_ms = _median_ms(lambda: codec.decompress(data), runs)
     except (ValueError, RuntimeError) as e:  # e.g. an untrained model whose symbols exceed the coder's range
         notes.append(f"entropy coding time not measured: compress/decompress failed: {e}")
@@ -383,6 +383,7 @@ def profile_codec(
     wall_runs: int = 5,
     strict: bool = False,
     image: torch.Tensor | None = None,
+    rate: float | None = None,
 ) -> dict:
     """Profile both sides of ``codec`` on a W x H image (``resolution`` is (W, H)).
 
@@ -395,7 +396,9 @@ def profile_codec(
     ``padding_share`` = 1 - H W / (Hp Wp): the share of the MACs spent on padding, for layers
     whose cost scales with area. ``wall_runs=0`` skips timing (wall_ms stays None). ``image``
     (1x3xHxW in [0, 1]) replaces the default smooth random test image, and its size replaces
-    ``resolution``.
+    ``resolution``. A variable-rate codec is profiled at ``rate`` (default: ``codec.default_rate()``);
+    its gain units scale y and y_hat elementwise, which is free under the counting rules (a note
+    in the report says so).
     """
     if not isinstance(codec, Codec):
         raise TypeError(f"profile_codec takes a codec.base.Codec, got {type(codec).__name__}")
@@ -407,36 +410,43 @@ def profile_codec(
     height, width = int(image.shape[-2]), int(image.shape[-1])
     if image.ndim != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"profile_codec: image must be 1x3xHxW, got {tuple(image.shape)}")
+    if rate is None and codec.rate_points is not None:
+        rate = codec.default_rate()
     was_training = codec.training
     codec.eval()
     try:
-        device = next(codec.parameters()).device
-        xp, _ = pad_to_stride(image.to(device, torch.float32).clamp(0, 1), codec.stride)
-        hp, wp = int(xp.shape[-2]), int(xp.shape[-1])
-        padding_share = 1.0 - (height * width) / (hp * wp)
-        pixels = height * width
+        with codec.at_rate(rate):
+            device = next(codec.parameters()).device
+            xp, _ = pad_to_stride(image.to(device, torch.float32).clamp(0, 1), codec.stride)
+            hp, wp = int(xp.shape[-2]), int(xp.shape[-1])
+            padding_share = 1.0 - (height * width) / (hp * wp)
+            pixels = height * width
 
-        # Wrappers built in eval mode: count_module restores their flag, which reaches the codec.
-        encoder = _EncoderSide(codec).eval()
-        counts = {"encoder": count_module(encoder, (xp,), strict=False)}
-        decoder = _DecoderSide(codec, encoder.recorder, (hp, wp)).eval()
-        counts["decoder"] = count_module(decoder, (xp,), strict=False)
-        sides = {side: _side_report(codec, side, counts[side], pixels, padding_share) for side in SIDES}
-        problems = [f"{side} side: {p}" for side in SIDES for p in sides[side].pop("problems")]
-        notes = [f"{side} side: {n}" for side in SIDES for n in sides[side].pop("notes")]
-        if strict and problems:
-            raise ProfileError(f"{codec_label(codec)}: " + "; ".join(problems))
-        if wall_runs > 0:
-            times, timing_notes = _wall_times(codec, image, wall_runs)
-            notes += timing_notes
-            for side in SIDES:
-                sides[side].update(times[side])
+            # Wrappers built in eval mode: count_module restores their flag, which reaches the codec.
+            encoder = _EncoderSide(codec).eval()
+            counts = {"encoder": count_module(encoder, (xp,), strict=False)}
+            decoder = _DecoderSide(codec, encoder.recorder, (hp, wp)).eval()
+            counts["decoder"] = count_module(decoder, (xp,), strict=False)
+            sides = {side: _side_report(codec, side, counts[side], pixels, padding_share) for side in SIDES}
+            problems = [f"{side} side: {p}" for side in SIDES for p in sides[side].pop("problems")]
+            notes = [f"{side} side: {n}" for side in SIDES for n in sides[side].pop("notes")]
+            if strict and problems:
+                raise ProfileError(f"{codec_label(codec)}: " + "; ".join(problems))
+            if wall_runs > 0:
+                times, timing_notes = _wall_times(codec, image, wall_runs)
+                notes += timing_notes
+                for side in SIDES:
+                    sides[side].update(times[side])
     finally:
         codec.train(was_training)
+    if rate is not None:
+        notes.append(f"variable rate: profiled at rate {rate:g}; the gain units' per-channel scaling of y and "
+                     f"y_hat is elementwise work, free under the counting rules (docs/DESIGN.md)")
     return {
         "codec": codec.registry_name,
         "label": codec_label(codec),
         "config": dict(codec.config),
+        "rate": rate,
         "resolution": [width, height],
         "padded_resolution": [wp, hp],
         "padding_share": padding_share,

@@ -203,12 +203,15 @@ class PruningGraph:
         self.names = {m: n for n, m in model.named_modules()}
         s = example_size or model.stride
         device = next(model.parameters()).device
-        prior = list(model.entropy_bottleneck.parameters())
+        # The factorized prior's and the gain units' parameters are per latent channel, never cut
+        # here (latent pruning cuts the prior itself; variable-rate models keep their latents).
+        prior = list(model.entropy_bottleneck.parameters()) + (list(model.gain.parameters()) if model.rates else [])
         self.fixed = fixed_layers(model, self.latent)
         #: (graph, [(layer whose output channels it must not cut, why)])
-        self.graphs: list[tuple[tp.DependencyGraph, list[tuple[nn.Module, str]]]] = [
-            (_build(model, torch.rand(1, 3, s, s, device=device), lambda m, inp: trace_view(m, inp), prior, prior),
-             self.fixed)]
+        with model.at_rate(model.default_rate()):
+            self.graphs: list[tuple[tp.DependencyGraph, list[tuple[nn.Module, str]]]] = [
+                (_build(model, torch.rand(1, 3, s, s, device=device), lambda m, inp: trace_view(m, inp), prior, prior),
+                 self.fixed)]
         for unit in model.modules():
             if isinstance(unit, ShuffleUnit):  # its branch's inner width, on the branch alone
                 branch = unit.right

@@ -130,7 +130,7 @@ def rebuild(model: Codec, check: bool = True) -> Codec:
         s = model.stride
         x = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(0)).to(next(model.parameters()).device)
         fresh.to(x.device)
-        with torch.no_grad():
+        with torch.no_grad(), model.at_rate(model.default_rate()), fresh.at_rate(fresh.default_rate()):
             a, b = model(x), fresh(x)
         if not torch.equal(a["x_hat"], b["x_hat"]):
             raise EquivalenceError("prune: the model rebuilt from its config gives another output than the pruned one")
@@ -150,7 +150,7 @@ def apply_plan(model: Codec, plan: dict[str, list[int]], check: bool = True, lat
             raise ValueError(f"prune: no allowed group is rooted at {sorted(unknown)}")
         pg.prune(plan)
         if check:  # a forward pass on the pruned layers themselves
-            with torch.no_grad():
+            with torch.no_grad(), pruned.at_rate(pruned.default_rate()):
                 pruned.eval()(torch.rand(1, 3, pruned.stride, pruned.stride, device=next(pruned.parameters()).device))
     return rebuild(pruned, check=check)
 

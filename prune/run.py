@@ -160,12 +160,13 @@ def _objective(cfg, model):
     from distill.teacher import check_rate_point, load_teacher
 
     teacher, info = load_teacher(cfg.teacher)
-    check_rate_point(info, cfg.loss, bool(cfg.distill.get("allow_rate_mismatch")))
+    teacher_rate = check_rate_point(info, cfg.loss, bool(cfg.distill.get("allow_rate_mismatch")), model.rates)
     weights = kd_weights(cfg.distill.loss)
     features = dict(cfg.distill.loss.get("features") or {})
     channels = probe_channels(teacher, list(features.values()))
     torch.manual_seed(int(cfg.seed) + 1)  # adapters
-    objective = Distillation(cfg.loss, weights, model, channels, teacher=teacher, features=features)
+    objective = Distillation(cfg.loss, weights, model, channels, teacher=teacher, features=features,
+                             teacher_rate=teacher_rate)
     return objective, {**info.as_meta(), "distill_loss": OmegaConf.to_container(cfg.distill.loss, resolve=True)}
 
 
@@ -249,8 +250,12 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     except ValueError as e:
         raise PruneConfigError(f"target.{e}") from None
     model, blob = load_checkpoint(cfg.checkpoint)
-    _check_rate(blob, cfg)
     latent = bool(pc.latent)
+    if model.rates is None:
+        _check_rate(blob, cfg)  # a variable-rate model fine-tunes at its own trained points
+    elif latent:
+        raise PruneConfigError(f"prune.latent=true: {cfg.checkpoint} is variable-rate, and its gain units hold one "
+                               f"gain per latent channel; prune it with prune.latent=false (the default)")
     measure = _measure(resolution)
     budget = budget_of(cfg.target, resolution)
     opts = dict(round_to=int(pc.round_to), min_channels=int(pc.min_channels), latent=latent)

@@ -131,8 +131,8 @@ class StudentCodec(Codec):
     # -- training path ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self.gain_y(self.g_a(x))
-        z = self.h_a(y)
+        y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))
+        z = self.analysis_latent("z", lambda: self.h_a(y))
         z_hat = quantize(z, "noise" if self.training else "round")
         hyper = self.h_s(z_hat)
         likelihoods, scales, means = Lattice(), Lattice(), Lattice()
@@ -167,8 +167,8 @@ class StudentCodec(Codec):
             return self._decoder_pass(io, size)
 
     def _encoder_pass(self, x, io):
-        y = self.gain_y(self.g_a(x))
-        z = self.h_a(y)
+        y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))
+        z = self.analysis_latent("z", lambda: self.h_a(y))
         z_hat = io.factorized("z", self.entropy_bottleneck, z, self._z_shape(x.shape[-2:]))
 
         def code_step(k, step, scales, means):

@@ -101,14 +101,15 @@ def _register() -> None:
     # Hydra: codec=student takes its transform and context from the two groups (a sweep over
     # them is a sweep over architectures); the primary configs list both groups in defaults.
     register_config("codec", "student", {"name": "student", "transform": "${student.transform}",
-                                         "context": "${student.context}", **copy.deepcopy(SHAPE)})
+                                         "context": "${student.context}", **copy.deepcopy(SHAPE), "rates": None})
     for group, choices in (("student/transform", TRANSFORMS), ("student/context", CONTEXTS)):
         for choice, node in choices.items():
             register_config(group, choice, copy.deepcopy(node))
     for name, (doc, over) in PRESETS.items():
         defaults = copy.deepcopy({**generic, **over})
         register_codec(name)(_entry(name, doc, defaults))
-        register_config("codec", name, {"name": name, **defaults})
+        # rates: variable rate (codec.gain), handled by the registry for every codec; null: fixed rate
+        register_config("codec", name, {"name": name, **defaults, "rates": None})
 
 
 _register()

@@ -246,8 +246,8 @@ class VMuC(Codec):
     # -- the three passes ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self._analysis(x)
-        z = self.h_a(y)
+        y = self.analysis_latent("y", lambda: self._analysis(x))
+        z = self.analysis_latent("z", lambda: self.h_a(y))
         z_hat = quantize(z, "noise" if self.training else "round")
         hyper = self.h_s(z_hat)
         hyper_k, y_k = split_2x2(hyper), split_2x2(y)
@@ -290,8 +290,8 @@ class VMuC(Codec):
         return merge_2x2(decoded)
 
     def encoder_pass(self, x: torch.Tensor, io) -> None:
-        y = self._analysis(x)
-        self._code_latent(io, self.h_a(y), y, tuple(x.shape[-2:]))
+        y = self.analysis_latent("y", lambda: self._analysis(x))
+        self._code_latent(io, self.analysis_latent("z", lambda: self.h_a(y)), y, tuple(x.shape[-2:]))
 
     def decoder_pass(self, io, size: tuple[int, int]) -> torch.Tensor:
         y_hat = self._code_latent(io, None, None, size)

@@ -26,19 +26,32 @@ def validate(model: Codec, paths: list[Path]) -> dict[str, float]:
     """Compress and decompress every image for real; mean bpp (from bytes), PSNR-RGB,
     PSNR-YCbCr (6:1:1), MS-SSIM and encode / decode seconds over the images.
 
-    Runs on a float32 CPU copy of the model (the coding passes require it; codec.base), so
-    the training model, its device and its train/eval mode are left untouched.
+    A variable-rate model is measured at every trained rate point (``model.trained_rates()``):
+    the keys ``bpp@0``, ``psnr_rgb@0``, ... per point, and the plain keys averaged over the
+    points. Runs on a float32 CPU copy of the model (the coding passes require it; codec.base),
+    so the training model, its device and its train/eval mode are left untouched.
     """
+    model = copy.deepcopy(model).cpu().float().eval()
+    rates = model.trained_rates()
+    if rates == [None]:
+        return _measure(model, paths, None)
+    per_point = {r: _measure(model, paths, r) for r in rates}
+    out = {k: float(np.mean([m[k] for m in per_point.values()])) for k in next(iter(per_point.values()))}
+    for r, metrics in per_point.items():
+        out.update({f"{k}@{r:g}": v for k, v in metrics.items()})
+    return out
+
+
+def _measure(model: Codec, paths: list[Path], rate) -> dict[str, float]:
     from codec.image import read_image, to_tensor, to_uint8
     from codec.metrics import ms_ssim_rgb, psnr_rgb, psnr_ycbcr
 
-    model = copy.deepcopy(model).cpu().float().eval()
     rows = []
     for p in paths:
         rgb = read_image(p)
         x = to_tensor(rgb)
         t0 = time.perf_counter()
-        data = model.compress(x)
+        data = model.compress(x, rate=rate)
         t1 = time.perf_counter()
         rec = to_uint8(model.decompress(data))
         t2 = time.perf_counter()

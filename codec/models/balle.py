@@ -54,7 +54,7 @@ class FactorizedPriorCodec(Codec):
 
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self.gain_y(self.g_a(x))
+        y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))
         y_hat = quantize(y, "noise" if self.training else "round")
         x_hat = self.g_s(self.ungain_y(y_hat))
         return {"x_hat": x_hat, "likelihoods": {"y": self.entropy_bottleneck.likelihood(y_hat)}, "taps": {"y": y}}
@@ -67,7 +67,7 @@ class FactorizedPriorCodec(Codec):
         return torch.Size((1, self.M, size[0] // 16, size[1] // 16))
 
     def encoder_pass(self, x, io):
-        y = self.gain_y(self.g_a(x))
+        y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))
         io.factorized("y", self.entropy_bottleneck, y, self._latent_shape(x.shape[-2:]))
 
     def decoder_pass(self, io, size):
@@ -117,8 +117,8 @@ class ScaleHyperprior(Codec):
 
     def forward(self, x: torch.Tensor) -> CodecOutput:
         self.check_forward_input(x)
-        y = self.gain_y(self.g_a(x))
-        z = self.h_a(self._hyper_input(y))
+        y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))
+        z = self.analysis_latent("z", lambda: self.h_a(self._hyper_input(y)))
         z_hat = quantize(z, "noise" if self.training else "round")
         scales, means = self._params(z_hat)
         if self.training:
@@ -135,8 +135,8 @@ class ScaleHyperprior(Codec):
         return {"x_hat": x_hat, "likelihoods": likelihoods, "taps": taps}
 
     def encoder_pass(self, x, io):
-        y = self.gain_y(self.g_a(x))
-        z = self.h_a(self._hyper_input(y))
+        y = self.analysis_latent("y", lambda: self.gain_y(self.g_a(x)))
+        z = self.analysis_latent("z", lambda: self.h_a(self._hyper_input(y)))
         z_hat = io.factorized("z", self.entropy_bottleneck, z, self._z_shape(x.shape[-2:]))
         scales, means = self._params(z_hat)
         io.gaussian("y", self.gaussian_conditional, y, scales, means)
