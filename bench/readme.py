@@ -158,7 +158,102 @@ def prune(results: Path) -> str:
     return "\n".join(out).strip() or "_no pruning results yet_"
 
 
-SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune}
+def variable_rate(results: Path) -> str:
+    """One variable-rate model against four fixed-rate ones (``python -m bench.variable_rate``)."""
+    blob = _load(results / "variable_rate" / "bench" / "variable_rate.json")
+    if blob is None:
+        return "_no variable-rate results yet: see results/variable_rate/README.md_"
+    v, f = blob["variable"], blob["fixed"]
+
+    def summary_of(ckpt):
+        run = _load(Path(ckpt).parent / "summary.json") if ckpt else None
+        return f"{run['steps']} steps, {run['seconds'] / 60:.0f} min" if run else "?"
+
+    out = [f"`{v['name']}` (one checkpoint, {summary_of(v['points'][0]['checkpoint'])}) against `{f['name']}` "
+           f"({len(f['points'])} checkpoints, {', '.join(summary_of(p['checkpoint']) for p in f['points'])}); "
+           f"bench commands `{v['command']}` and `{f['command']}`; summary `{blob['command']}`.", "",
+           "| curve | R | lambda | bpp | PSNR-RGB | PSNR-YCbCr | MS-SSIM |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, curve in ((v["name"], v), (f["name"], f)):
+        for p in curve["points"]:
+            rate = "" if p["rate"] is None else f"{p['rate']:g}"
+            out.append(f"| {name} | {rate} | {p['lmbda']:.4g} | {p['bpp']:.4f} | {p['psnr-rgb']:.2f} | "
+                       f"{p['psnr-ycbcr']:.2f} | {p['ms-ssim-rgb']:.4f} |")
+    bd = blob["bd_against_fixed"]
+
+    def cell(key):
+        r = bd[key]
+        return "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.2f} % ({r['bd_psnr']:+.2f} dB)"
+
+    out += ["", f"BD-rate (BD-PSNR) of the variable-rate curve against the fixed-rate one: PSNR-RGB "
+            f"{cell('psnr-rgb/pchip')} (pchip), {cell('psnr-rgb/cubic')} (cubic); PSNR-YCbCr "
+            f"{cell('psnr-ycbcr/pchip')} (pchip), {cell('psnr-ycbcr/cubic')} (cubic). "
+            f"bpp strictly increasing in R on every eval image: **{blob['all_images_monotone']}** "
+            f"({sum(blob['bpp_strictly_increasing_in_rate'].values())} of {len(blob['bpp_strictly_increasing_in_rate'])})."]
+    return "\n".join(out)
+
+
+_BACKENDS = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "native": "native"}
+
+
+def speed(results: Path) -> str:
+    """Decode and encode wall time side by side, the targets, and one student's per-part
+    breakdown (``python -m bench.speed``, results/speed/speed.json)."""
+    blob = _load(results / "speed" / "speed.json")
+    if blob is None:
+        return "_no speed results yet: `python -m bench.speed`_"
+    ev = blob["eval_set"]
+    sizes = sorted({f"{w}x{h}" for w, h in ev["sizes"]})
+    backends = [b for b in _BACKENDS if any(b in row["decode_ms"] for row in blob["codecs"])]
+    load = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
+    out = [f"`{blob['command']}` ({blob['date']}): {blob['threads']} thread(s), {ev['count']} image(s) "
+           f"{', '.join(sizes)} from `{ev['dir']}`, one warm-up round then {blob['rounds']} interleaved rounds, "
+           f"median per codec; {blob['cpus']} CPUs ({blob['machine']}), load average (1 / 5 / 15 min) "
+           f"{load(blob['load_average_before'])} before and {load(blob['load_average_after'])} after. "
+           f"Learned codecs code with their inference form; `untrained` ones have random weights (their neural "
+           f"time is the trained layers', their rate and entropy-coding time are not). Classical codecs run at the "
+           f"quality closest in bytes to `{blob['targets']['student']}` on each image.", "",
+           "| codec | weights | bpp | PSNR-RGB | encode ms | " + " | ".join(f"decode ms {_BACKENDS[b]}" for b in backends)
+           + " | " + " | ".join(f"{blob['teacher']} / codec, {_BACKENDS[b]}" for b in backends if b != "native") + " |",
+           "|---|---|---:|---:|---:|" + "---:|" * (len(backends) + len([b for b in backends if b != "native"]))]
+    ratios = blob["teacher_over_codec_decode"]
+    for row in blob["codecs"]:
+        weights = "" if row["kind"] != "learned" else ("trained" if row["trained"] else "untrained")
+        dec = [f"{row['decode_ms'][b]:.1f}" if b in row["decode_ms"] else "" for b in backends]
+        rat = [f"{ratios[row['label']][b]:.1f}x" if row["label"] in ratios and b in ratios[row["label"]] else ""
+               for b in backends if b != "native"]
+        out.append(f"| `{row['label']}` | {weights} | {row['bpp']:.4f} | {row['psnr_rgb']:.2f} | "
+                   f"{row['encode_ms']:.1f} | " + " | ".join(dec + rat) + " |")
+    t = blob["targets"]
+
+    def verdict(measured, target, met, unit, fmt):
+        if isinstance(measured, dict):
+            return "; ".join(f"{_BACKENDS[b]} {fmt.format(v)}{unit} ({'met' if met[b] else 'not met'})"
+                             for b, v in measured.items())
+        return f"{fmt.format(measured)}{unit} ({'met' if met else 'not met'})"
+
+    d, e, r = t["decode_ms"], t["encode_ms"], t["teacher_over_student_decode"]
+    out += ["", f"Targets for `{t['student']}` ({'trained' if t['trained'] else 'untrained'}, {t['bpp']:.3f} bpp): "
+            f"decode <= {d['target']:g} ms: {verdict(d['measured'], d['target'], d['met'], ' ms', '{:.1f}')}. "
+            f"Encode <= {e['target']:g} ms: {verdict(e['measured'], e['target'], e['met'], ' ms', '{:.1f}')}. "
+            f"Teacher / student decode >= {r['target']:g}x: {verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
+    b = blob["breakdown"]
+    cols = list(b["ms"])
+    order = ["g_a", "h_a", "record z", "rANS decode z", "h_s", "context", "entropy_parameters", "scale index",
+             "record y", "rANS decode y", "rANS encode"]
+    seen = list(dict.fromkeys(k for c in cols for k in b["ms"][c] if k not in ("other", "total")))
+    keys = [k for k in order if k in seen] + [k for k in seen if k not in order] + ["other", "total"]
+    out += ["", f"Where the time goes, `{b['codec']}` on `{b['image']}` ({b['bytes']} bytes), median ms of "
+            f"{b['rounds']} rounds; `decode plain` runs the synthesis as trained, `decode pytorch` its inference form, "
+            f"`decode onnxruntime` the form's ONNX graph; the parts both sides run are PyTorch in all three:", "",
+            "| part | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for k in keys:
+        cells = [f"{b['ms'][c][k]:.1f}" if b["ms"][c].get(k) is not None else "" for c in cols]
+        out.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
+            "variable-rate": variable_rate, "speed": speed}
 
 
 def update(readme: Path, results: Path) -> list[str]:

@@ -307,3 +307,31 @@ def test_bench_draws_one_curve_from_one_checkpoint(vr_student, tmp_path):
     assert [p["rate"] for p in points] == [2, 0.25] and len(rows) == 2
     with pytest.raises(BenchError, match="outside"):
         measure_learned(curve, images, warmup=False, progress=False, rates=[5])
+
+
+def test_variable_rate_summary_on_constructed_curves(tmp_path):
+    from bench.variable_rate import main, monotone_in_rate
+
+    def result(name, bpps, psnrs, rates=None):
+        rows = [{"image": im, "rate": None if rates is None else rates[i], "bpp": b * (1 + k), "rate_point": i}
+                for i, b in enumerate(bpps) for k, im in enumerate(("a", "b"))]
+        return {"name": name, "command": f"bench {name}", "images": rows,
+                "rate_points": [{"rate": None if rates is None else r, "lmbda": 0.01, "checkpoint": None}
+                                for r in (rates or [None] * len(bpps))],
+                "results": {"bpp": bpps, "psnr-rgb": psnrs, "psnr-ycbcr": [q + 3 for q in psnrs],
+                            "ms-ssim-rgb": [0.9] * len(bpps)}}
+
+    fixed = result("fixed", [0.1, 0.2, 0.4, 0.8], [28.0, 31.0, 34.0, 37.0])
+    variable = result("variable", [0.09, 0.18, 0.36, 0.72], [28.0, 31.0, 34.0, 37.0], rates=[0, 1, 2, 3])
+    (tmp_path / "v.json").write_text(json.dumps(variable))
+    (tmp_path / "f.json").write_text(json.dumps(fixed))
+    assert main([str(tmp_path / "v.json"), str(tmp_path / "f.json")]) == 0
+    s = json.loads((tmp_path / "variable_rate.json").read_text())
+    for key in ("psnr-rgb/pchip", "psnr-rgb/cubic", "psnr-ycbcr/pchip"):
+        assert s["bd_against_fixed"][key]["bd_rate"] == pytest.approx(-10.0)  # every rate times 0.9
+    assert s["all_images_monotone"] is True
+    rows = variable["images"] + [{"image": "c", "rate": 0, "bpp": 0.5}, {"image": "c", "rate": 1, "bpp": 0.5}]
+    assert monotone_in_rate(rows) == {"a": True, "b": True, "c": False}
+    with pytest.raises(ValueError, match="no rate"):
+        monotone_in_rate(fixed["images"])
+    assert main([str(tmp_path / "f.json"), str(tmp_path / "f.json")]) == 2
