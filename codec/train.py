@@ -3,7 +3,9 @@
 L = R + lmbda * 255^2 * D, with R the estimated bits per pixel of every latent (sum of -log2
 likelihoods) and D an MSE on RGB (CompressAI's convention) or on YCbCr weighted
 Y:Cb:Cr = 6:1:1 (JPEG AI's), optionally mixed with 1 - MS-SSIM
-(:class:`codec.engine.RateDistortion`). The teacher (``python -m teacher``) and students
+(:class:`codec.engine.RateDistortion`); ``loss.objective`` names another objective, e.g.
+``loss=toderici`` (:class:`codec.engine.ResidualL1`) for the recurrent codec whose rate is its
+iteration count (codec.models.toderici). The teacher (``python -m teacher``) and students
 (``python -m student``) are this command with other config defaults; distillation and
 pruning build other objectives and train through the same :class:`codec.engine.Trainer`
 (exact resume, NaN guard, real-bitstream validation, checkpoints, wandb).
@@ -21,7 +23,7 @@ import torch
 
 from codec.base import Codec
 from codec.config import codec_from_config
-from codec.engine import (CHECKPOINT_NAME, RateDistortion, Trainer, TrainingDiverged, learning_rate,
+from codec.engine import (CHECKPOINT_NAME, Trainer, TrainingDiverged, learning_rate, make_objective,
                           model_from_checkpoint, rd_loss, validate)
 
 __all__ = ["run", "build_model", "rd_loss", "TrainingDiverged", "learning_rate", "validate", "CHECKPOINT_NAME"]
@@ -32,7 +34,8 @@ def build_model(cfg) -> tuple[Codec, dict]:
     from ``cfg.codec`` with weights drawn from ``cfg.seed``. Returns (model, provenance)."""
     init = cfg.trainer.get("init_from")
     if init:
-        model, provenance = model_from_checkpoint(init)
+        rates = cfg.get("codec", {}).get("rates") if cfg.get("codec") else None
+        model, provenance = model_from_checkpoint(init, rates=list(rates) if rates is not None else None)
         asked = cfg.get("codec", {}).get("name") if cfg.get("codec") else None
         if asked and asked != model.registry_name:
             print(f"trainer.init_from={init}: architecture {model.registry_name!r} from the checkpoint "
@@ -53,7 +56,7 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
 
         out_dir = HydraConfig.get().runtime.output_dir
     model, provenance = build_model(cfg)
-    return Trainer(cfg, model, RateDistortion(cfg.loss), Path(out_dir), meta=provenance).fit()
+    return Trainer(cfg, model, make_objective(cfg.loss, model), Path(out_dir), meta=provenance).fit()
 
 
 def main() -> None:

@@ -335,3 +335,24 @@ def test_variable_rate_summary_on_constructed_curves(tmp_path):
     with pytest.raises(ValueError, match="no rate"):
         monotone_in_rate(fixed["images"])
     assert main([str(tmp_path / "f.json"), str(tmp_path / "f.json")]) == 2
+
+
+def test_init_from_a_fixed_rate_checkpoint_with_rates_gives_a_variable_rate_model(tmp_path):
+    from codec.checkpoint import CheckpointError, save_checkpoint
+    from codec.engine.checkpoints import model_from_checkpoint
+
+    torch.manual_seed(0)
+    fixed = create_codec("student_tiny", **tiny_config("student_tiny"))
+    ckpt = save_checkpoint(tmp_path / "fixed.ckpt", fixed)
+    model, prov = model_from_checkpoint(ckpt, rates=RATES)
+    assert model.rates == tuple(RATES) and prov["init_from_rates"] == RATES
+    for k, v in fixed.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    vr_ckpt = save_checkpoint(tmp_path / "vr.ckpt", model)
+    with pytest.raises(CheckpointError, match="differs"):
+        model_from_checkpoint(vr_ckpt, rates=[0.001, 0.002])
+    assert model_from_checkpoint(vr_ckpt)[0].rates == tuple(RATES)
+    cfg = compose_cfg("train_student", ["codec=student_tiny", f"codec.rates={RATES}", *FAST, "trainer.max_steps=1",
+                                        "trainer.val_every=0", f"trainer.init_from={ckpt}"])
+    train_run(cfg, tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "last.ckpt")[0].rates == tuple(RATES)

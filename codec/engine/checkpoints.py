@@ -95,10 +95,28 @@ class RunCheckpoint:
         return int(blob["step"])
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[Codec, dict]:
+def model_from_checkpoint(path: str | Path, rates=None) -> tuple[Codec, dict]:
     """``trainer.init_from``: the architecture (registry name and config, pruned widths
     included) and the weights of a checkpoint, as the start of a *new* run (step 0, fresh
-    optimizer), as opposed to resuming one. Returns (model in train mode, provenance)."""
+    optimizer), as opposed to resuming one. Returns (model in train mode, provenance).
+
+    ``rates`` (the run's ``codec.rates``) turns a fixed-rate checkpoint into a variable-rate
+    model: its weights, plus new gain units (codec.gain) that start at their usual values."""
+    from codec.checkpoint import CheckpointError, read_checkpoint
+    from codec.registry import create_codec
+
     model, blob = load_checkpoint(path)
+    if rates is not None:
+        rates = [float(r) for r in rates]
+        if model.rates is not None and list(model.rates) != rates:
+            raise CheckpointError(f"trainer.init_from={path} is variable-rate with rates {list(model.rates)}; "
+                                  f"codec.rates={rates} differs (leave codec.rates unset to keep the checkpoint's)")
+        if model.rates is None:
+            blob = read_checkpoint(path)
+            model = create_codec(blob["codec"], **{**blob["config"], "rates": rates})
+            result = model.load_state_dict(blob["state_dict"], strict=False)
+            if result.unexpected_keys or any(not k.startswith("gain.") for k in result.missing_keys):
+                raise CheckpointError(f"trainer.init_from={path}: weights do not fit {blob['codec']} with rates: "
+                                      f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
     return model.train(), {"init_from": str(path), "init_from_sha256": file_sha256(path)[:16], "init_from_codec": blob["codec"],
-                           "init_from_step": blob.get("step")}
+                           "init_from_step": blob.get("step"), **({"init_from_rates": rates} if rates else {})}
