@@ -18,7 +18,9 @@ Three implementations:
 
 Rounding convention: symbol = round(y - mu), y_hat = symbol + mu (Minnen 2018); the coder
 sees N(0, table[idx]) over the integers -bound..bound, where bound is the largest |symbol| of
-the stream, stored in the header, so no symbol is ever clipped.
+the stream, stored in the header, so no symbol is ever clipped. How the symbols of each call
+become constriction calls (one call for the factorized prior, tabulated Gaussian models built
+once per model) is :mod:`codec.rans`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import constriction
 import numpy as np
 import torch
 
+from codec import rans
 from codec.bitstream import BitstreamError, StreamInfo
 from codec.entropy import FactorizedPrior, GaussianConditional
 
@@ -119,14 +122,9 @@ class SymbolRecorder:
             coder = constriction.stream.stack.AnsCoder()
             for call in reversed(calls):
                 if call.kind == "factorized":
-                    pmf = call.module.pmf_table(bound)
-                    for c in reversed(range(call.symbols.shape[0])):
-                        model = constriction.stream.model.Categorical(pmf[c], perfect=False)
-                        coder.encode_reverse(call.symbols[c] + bound, model)
+                    rans.encode_factorized(coder, call.module, call.symbols, bound)
                 else:
-                    stds = call.module.scale_table.cpu().double().numpy()[call.indexes]
-                    model = constriction.stream.model.QuantizedGaussian(-bound, bound)
-                    coder.encode_reverse(call.symbols, model, np.zeros_like(stds), stds)
+                    rans.encode_gaussian(coder, call.module, call.symbols, call.indexes, bound)
             data = coder.get_compressed().astype("<u4").tobytes()
             infos.append(StreamInfo(name, bound, len(data)))
             payloads.append(data)
@@ -164,16 +162,11 @@ class BitstreamDecoder:
         coder, bound = self._coder(stream)
         if bound > MAX_FACTORIZED_BOUND:
             raise BitstreamError(f"stream {stream!r}: symbol bound {bound} exceeds {MAX_FACTORIZED_BOUND}")
-        pmf = prior.pmf_table(bound)
         n = int(np.prod(shape)) // shape[1]
-        rows = []
         try:
-            for c in range(shape[1]):
-                model = constriction.stream.model.Categorical(pmf[c], perfect=False)
-                rows.append(coder.decode(model, n).astype(np.int32) - bound)
+            sym = rans.decode_factorized(coder, prior, shape[1], n, bound)
         except Exception as e:
             raise BitstreamError(f"stream {stream!r} could not be decoded: {e}") from None
-        sym = np.stack(rows)
         self._crc = _symbols_crc(self._crc, sym)
         device = next(prior.parameters()).device
         return _from_channels_first(torch.from_numpy(sym).to(device, torch.float32), shape)
@@ -182,10 +175,8 @@ class BitstreamDecoder:
                  scales: torch.Tensor, means: torch.Tensor | None = None) -> torch.Tensor:
         coder, bound = self._coder(stream)
         idx = conditional.scale_index(scales).reshape(-1).cpu().numpy()
-        stds = conditional.scale_table.cpu().double().numpy()[idx]
-        model = constriction.stream.model.QuantizedGaussian(-bound, bound)
         try:
-            sym = coder.decode(model, np.zeros_like(stds), stds).astype(np.int32)
+            sym = rans.decode_gaussian(coder, conditional, idx, bound)
         except Exception as e:
             raise BitstreamError(f"stream {stream!r} could not be decoded: {e}") from None
         self._crc = _symbols_crc(self._crc, sym)
