@@ -76,6 +76,14 @@ class GDN(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, inverse={self.inverse}"
 
+    def inference_form(self) -> nn.Module:
+        """beta and gamma as they act, computed once (codec.inference)."""
+        from codec.inference import InferenceGDN
+
+        with torch.no_grad():
+            beta, gamma = self.effective_params()
+        return InferenceGDN(beta, gamma, self.inverse, "balle")
+
 
 class MaskedConv2d(nn.Conv2d):
     """Convolution whose kernel is multiplied by a fixed binary mask (PixelCNN, Minnen 2018).

@@ -86,6 +86,14 @@ class SimplifiedGDN(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, inverse={self.inverse}, diagonal={self.diagonal}"
 
+    def inference_form(self) -> nn.Module:
+        """The bounded beta and gamma computed once (codec.inference)."""
+        from codec.inference import InferenceGDN
+
+        beta = torch.clamp(self.beta.detach(), min=self.beta_min)
+        gamma = torch.clamp(self.gamma.detach(), min=0.0)
+        return InferenceGDN(beta, gamma.reshape(-1) if self.diagonal else gamma, self.inverse, "simplified")
+
 
 #: activation names a config may use. Synthesis transforms use the inverse of the
 #: analysis' normalization (:func:`inverse_act`).
@@ -313,6 +321,16 @@ class SubPixelUp(nn.Module):
         x = channel_shuffle(self.shuffle(self.conv_pw(x)), self.groups)
         return self.act(self.conv_dw(x))
 
+    def inference_form(self) -> nn.Module:
+        """1x1 conv, pixel shuffle and channel shuffle as one transposed conv (codec.inference)."""
+        from codec.inference import SubPixelConv, dense_grouped_1x1, shuffle_source
+
+        r = self.shuffle.upscale_factor
+        cout = self.conv_pw.out_channels // (r * r)
+        source = shuffle_source(cout, self.groups) if self.groups > 1 else None
+        return nn.Sequential(SubPixelConv(dense_grouped_1x1(self.conv_pw), self.conv_pw.bias, r, source),
+                             self.conv_dw, self.act)
+
 
 class PixelUnshuffleDown(nn.Module):
     """Inverse of :class:`SubPixelUp`: depthwise kxk at the high resolution, pixel unshuffle
@@ -339,6 +357,14 @@ class PixelUnshuffleDown(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_pw(self.unshuffle(self.conv_dw(x)))
         return self.act(channel_shuffle(x, self.groups))
+
+    def inference_form(self) -> nn.Module:
+        """Pixel unshuffle, 1x1 conv and channel shuffle as one strided conv (codec.inference)."""
+        from codec.inference import UnshuffleConv, shuffle_source
+
+        source = shuffle_source(self.conv_pw.out_channels, self.groups) if self.groups > 1 else None
+        return nn.Sequential(self.conv_dw, UnshuffleConv(self.conv_pw, self.unshuffle.downscale_factor, source),
+                             self.act)
 
 
 #: block names a transform config may use for its stage blocks.
