@@ -1,4 +1,9 @@
-"""``python -m codec compress IN OUT.bin --checkpoint CKPT`` / ``python -m codec decompress IN.bin OUT.png --checkpoint CKPT``.
+"""``python -m codec compress IN OUT.bin --checkpoint CKPT`` / ``python -m codec decompress IN.bin OUT.png --checkpoint CKPT``
+``[--backend pytorch|onnxruntime [--onnx DIR]]`` / ``python -m codec export --checkpoint CKPT --format onnx OUT_DIR``.
+
+Coding runs the checkpoint's inference form (codec.inference: layers of the one-side parts
+folded at load time); ``--backend onnxruntime`` runs the decoder-only parts with ONNX Runtime
+(codec.export), the parts both sides run stay in PyTorch.
 
 On bad input: a non-zero exit and one line on stderr naming the problem, no traceback, and
 no output file left behind (outputs are written to a temp file and renamed at the end).
@@ -12,6 +17,8 @@ import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+BACKENDS = ("pytorch", "onnxruntime")
+EXPORT_FORMATS = ("onnx",)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -26,12 +33,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _compress(args) -> str:
     from codec.checkpoint import load_checkpoint
     from codec.image import read_image, to_tensor
+    from codec.inference import inference_copy
 
     rgb = read_image(args.input)
     model, _ = load_checkpoint(args.checkpoint)
+    coder = inference_copy(model)
     rate = model.check_rate(args.rate) if args.rate is not None or model.rate_points is None else model.default_rate()
     t0 = time.perf_counter()
-    data = model.compress(to_tensor(rgb), rate=rate)
+    data = coder.compress(to_tensor(rgb), rate=rate)
     dt = time.perf_counter() - t0
     out = Path(args.output)
     _write_atomic(out, data)
@@ -47,13 +56,35 @@ def _decompress(args) -> str:
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise ValueError(f"output {out} must be a .png file (decoded images are written as PNG)")
+    if args.onnx is not None and args.backend != "onnxruntime":
+        raise ValueError("--onnx DIR is read by --backend onnxruntime only")
     data = Path(args.input).read_bytes()
     model, _ = load_checkpoint(args.checkpoint)
+    if args.backend == "onnxruntime":
+        from codec.export import onnxruntime_codec
+
+        model = onnxruntime_codec(model, args.onnx)
+    else:
+        from codec.inference import inference_copy
+
+        model = inference_copy(model)
     t0 = time.perf_counter()
     x_hat = model.decompress(data)
     dt = time.perf_counter() - t0
     write_png(out, to_uint8(x_hat))
-    return f"{out}: {x_hat.shape[-1]}x{x_hat.shape[-2]}, {model.registry_name}, {dt * 1000:.0f} ms"
+    return f"{out}: {x_hat.shape[-1]}x{x_hat.shape[-2]}, {model.registry_name}, {args.backend}, {dt * 1000:.0f} ms"
+
+
+def _export(args) -> str:
+    from codec.checkpoint import load_checkpoint
+    from codec.export import export_onnx
+
+    model, _ = load_checkpoint(args.checkpoint)
+    manifest = export_onnx(model, args.output, args.format)
+    kept = ", ".join(manifest["pytorch_parts"]) or "none"
+    return (f"{args.output}: {', '.join(p['file'] for p in manifest['parts'].values())} ({model.registry_name}, "
+            f"dynamic height and width, checked at {manifest['checked_at'][1]}x{manifest['checked_at'][0]}); "
+            f"kept in PyTorch: {kept}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("input")
     d.add_argument("output")
     d.add_argument("--checkpoint", required=True, help="the checkpoint the bitstream was made with")
+    d.add_argument("--backend", choices=BACKENDS, default="pytorch",
+                   help="what runs the decoder-only parts (the synthesis); the parts both sides run stay in "
+                        "PyTorch for bit-exact scale indices (default: pytorch)")
+    d.add_argument("--onnx", default=None, metavar="DIR",
+                   help="with --backend onnxruntime: graphs written by `python -m codec export` (default: export "
+                        "in memory)")
+    e = sub.add_parser("export", help="checkpoint -> ONNX graphs of the decoder-only parts")
+    e.add_argument("output", metavar="OUT_DIR")
+    e.add_argument("--checkpoint", required=True, help="checkpoint written by training (last.ckpt)")
+    e.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="graph format (onnx)")
     args = parser.parse_args(argv)
 
     from codec.bitstream import BitstreamError
@@ -77,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from codec.image import ImageReadError
 
     try:
-        msg = (_compress if args.command == "compress" else _decompress)(args)
+        msg = {"compress": _compress, "decompress": _decompress, "export": _export}[args.command](args)
     except (BitstreamError, CheckpointError, ImageReadError, ValueError, OSError, RuntimeError) as e:
         where = getattr(e, "filename", None)
         text = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -1,0 +1,143 @@
+"""ONNX export of the decoder-only parts and decoding through ONNX Runtime (codec.export)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from codec.checkpoint import save_checkpoint  # noqa: E402
+from codec.export import ExportError, export_onnx, onnxruntime_codec  # noqa: E402
+from codec.image import to_uint8  # noqa: E402
+from codec.inference import inference_copy  # noqa: E402
+from codec.registry import create_codec  # noqa: E402
+from tests.conftest import live_latents, tiny_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _model(name="student_tiny", seed=0):
+    torch.manual_seed(seed)
+    model = live_latents(create_codec(name, **tiny_config(name)).eval())
+    with torch.no_grad():  # biases and GDN parameters away from their initial values
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    model = _model()
+    return model, folder, export_onnx(model, folder)
+
+
+def test_export_writes_decoder_graphs_with_dynamic_size_and_a_manifest(exported):
+    import onnx
+
+    model, folder, manifest = exported
+    assert sorted(p.name for p in folder.iterdir()) == ["g_s.onnx", "manifest.json"]
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
+    assert manifest["codec"] == "student_tiny" and manifest["config_hash"] == model.config_hash().hex()
+    assert sorted(manifest["pytorch_parts"]) == ["context", "entropy_parameters", "h_s"]
+    assert manifest["traced_at"] != manifest["checked_at"]
+    graph = onnx.load(folder / "g_s.onnx").graph
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[2], str) and isinstance(dims[3], str)  # height and width are symbols
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 37), (257, 129)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_onnxruntime_decode_is_within_one_level_of_pytorch(exported, size, smooth_image):
+    """Graphs traced at one size decode others: every pixel within one 8-bit level."""
+    model, folder, _ = exported
+    x = smooth_image(*size, seed=2)
+    data = model.compress(x)
+    reference = to_uint8(inference_copy(model).decompress(data)).astype(int)
+    decoded = to_uint8(onnxruntime_codec(model, folder).decompress(data)).astype(int)
+    assert decoded.shape == reference.shape
+    assert np.abs(decoded - reference).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["vmuc_tiny", "hyperprior", "student_shuffle_ckbd"])
+def test_other_families_export_and_decode(name, smooth_image):
+    model = _model(name)
+    ort_model = onnxruntime_codec(model)  # exported in memory
+    x = smooth_image(70, 90, seed=1)
+    data = model.compress(x)
+    a = to_uint8(model.decompress(data)).astype(int)
+    b = to_uint8(ort_model.decompress(data)).astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_a_folder_from_other_weights_or_no_folder_is_refused(exported, tmp_path):
+    _, folder, _ = exported
+    with pytest.raises(ExportError, match="other weights"):
+        onnxruntime_codec(_model(seed=1), folder)
+    with pytest.raises(ExportError, match="no manifest.json"):
+        onnxruntime_codec(_model(), tmp_path)
+    with pytest.raises(ExportError, match="not supported"):
+        export_onnx(_model(), tmp_path / "x", fmt="tflite")
+
+
+def test_missing_onnxruntime_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
+    with pytest.raises(ExportError, match="pip install onnxruntime"):
+        onnxruntime_codec(_model())
+
+
+_ENCODE_ELSEWHERE = """
+import sys, torch
+from codec.checkpoint import load_checkpoint
+from codec.inference import inference_copy
+torch.set_num_threads(int(sys.argv[2]))
+folder = sys.argv[1]
+model, _ = load_checkpoint(folder + "/m.ckpt")
+x = torch.load(folder + "/x.pt")
+open(folder + "/m.bin", "wb").write(inference_copy(model).compress(x))
+"""
+
+
+def test_cli_export_and_decode_a_stream_made_in_another_process(tmp_path, smooth_image, capsys):
+    """Another process encodes with the inference form at 2 threads; here the plain model, the
+    inference form and ONNX Runtime all decode it (same symbols: the CRC), within one level."""
+    from codec.__main__ import main
+    from codec.image import read_image
+
+    model = _model()
+    save_checkpoint(tmp_path / "m.ckpt", model)
+    x = smooth_image(96, 160, seed=4)
+    torch.save(x, tmp_path / "x.pt")
+    subprocess.run([sys.executable, "-c", _ENCODE_ELSEWHERE, str(tmp_path), "2"], check=True, cwd=REPO,
+                   capture_output=True, timeout=300)
+    ckpt, stream = str(tmp_path / "m.ckpt"), str(tmp_path / "m.bin")
+    assert main(["export", "--checkpoint", ckpt, "--format", "onnx", str(tmp_path / "onnx")]) == 0
+    assert "kept in PyTorch: h_s, context, entropy_parameters" in capsys.readouterr().out
+    assert main(["decompress", stream, str(tmp_path / "a.png"), "--checkpoint", ckpt]) == 0
+    assert main(["decompress", stream, str(tmp_path / "b.png"), "--checkpoint", ckpt, "--backend", "onnxruntime",
+                 "--onnx", str(tmp_path / "onnx")]) == 0
+    plain = to_uint8(model.decompress((tmp_path / "m.bin").read_bytes())).astype(int)
+    for png in ("a.png", "b.png"):
+        assert np.abs(read_image(tmp_path / png).astype(int) - plain).max() <= 1
+
+
+def test_cli_refuses_bad_backend_format_and_options(tmp_path, capsys):
+    from codec.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["decompress", "in.bin", "out.png", "--checkpoint", "c.ckpt", "--backend", "tensorrt"])
+    assert e.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--checkpoint", "c.ckpt", "--format", "tflite", str(tmp_path)])
+    assert e.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert main(["decompress", "in.bin", str(tmp_path / "o.png"), "--checkpoint", "c.ckpt", "--onnx", "d"]) == 2
+    assert "--onnx DIR is read by --backend onnxruntime only" in capsys.readouterr().err
+    save_checkpoint(tmp_path / "m.ckpt", _model())
+    (tmp_path / "file").write_text("")
+    assert main(["export", "--checkpoint", str(tmp_path / "m.ckpt"), "--format", "onnx", str(tmp_path / "file")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
