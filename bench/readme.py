@@ -212,7 +212,8 @@ def speed(results: Path) -> str:
            f"Learned codecs code with their inference form; `untrained` ones have random weights (their neural "
            f"time is the trained layers', their rate and entropy-coding time are not). Classical codecs run at the "
            f"quality closest in bytes to `{blob['targets']['student']}` on each image.", "",
-           "| codec | weights | bpp | PSNR-RGB | encode ms | " + " | ".join(f"decode ms {_BACKENDS[b]}" for b in backends)
+           "| codec | weights | bpp | PSNR-RGB | encode ms | "
+           + " | ".join(f"decode ms {_BACKENDS[b]}" for b in backends)
            + " | " + " | ".join(f"{blob['teacher']} / codec, {_BACKENDS[b]}" for b in backends if b != "native") + " |",
            "|---|---|---:|---:|---:|" + "---:|" * (len(backends) + len([b for b in backends if b != "native"]))]
     ratios = blob["teacher_over_codec_decode"]
@@ -235,7 +236,8 @@ def speed(results: Path) -> str:
     out += ["", f"Targets for `{t['student']}` ({'trained' if t['trained'] else 'untrained'}, {t['bpp']:.3f} bpp): "
             f"decode <= {d['target']:g} ms: {verdict(d['measured'], d['target'], d['met'], ' ms', '{:.1f}')}. "
             f"Encode <= {e['target']:g} ms: {verdict(e['measured'], e['target'], e['met'], ' ms', '{:.1f}')}. "
-            f"Teacher / student decode >= {r['target']:g}x: {verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
+            f"Teacher / student decode >= {r['target']:g}x: "
+            f"{verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
     b = blob["breakdown"]
     cols = list(b["ms"])
     order = ["g_a", "h_a", "record z", "rANS decode z", "h_s", "context", "entropy_parameters", "scale index",
