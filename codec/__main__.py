@@ -1,5 +1,6 @@
-"""``python -m codec compress IN OUT.bin --checkpoint CKPT`` / ``python -m codec decompress IN.bin OUT.png --checkpoint CKPT``
-``[--backend pytorch|onnxruntime [--onnx DIR]]`` / ``python -m codec export --checkpoint CKPT --format onnx OUT_DIR``.
+"""``python -m codec compress IN OUT.bin --checkpoint CKPT [--rate R] [--overfit-steps N [--overfit-lr LR]]`` /
+``python -m codec decompress IN.bin OUT.png --checkpoint CKPT [--backend pytorch|onnxruntime [--onnx DIR]]`` /
+``python -m codec export --checkpoint CKPT --format onnx OUT_DIR``.
 
 Coding runs the checkpoint's inference form (codec.inference: layers of the one-side parts
 folded at load time); ``--backend onnxruntime`` runs the decoder-only parts with ONNX Runtime
@@ -34,19 +35,34 @@ def _compress(args) -> str:
     from codec.checkpoint import load_checkpoint
     from codec.image import read_image, to_tensor
     from codec.inference import inference_copy
+    from codec.overfit import (DEFAULT_LR, DEFAULT_METHOD, check_overfit_args, checkpoint_loss_config,
+                               compress_latents, overfit_latents)
 
+    # checked before anything is read, so bad values leave no output and cost nothing
+    steps, lr, method = check_overfit_args(args.overfit_steps, DEFAULT_LR if args.overfit_lr is None else args.overfit_lr,
+                                           args.overfit_method or DEFAULT_METHOD, args.overfit_lmbda)
     rgb = read_image(args.input)
-    model, _ = load_checkpoint(args.checkpoint)
-    coder = inference_copy(model)
+    model, blob = load_checkpoint(args.checkpoint)
     rate = model.check_rate(args.rate) if args.rate is not None or model.rate_points is None else model.default_rate()
+    x = to_tensor(rgb)
+    coder = model if steps else inference_copy(model)  # latent overfitting needs the trainable form
     t0 = time.perf_counter()
-    data = coder.compress(to_tensor(rgb), rate=rate)
+    note = ""
+    if steps:
+        result = overfit_latents(model, x, steps, lr, rate=rate, lmbda=args.overfit_lmbda,
+                                 loss_cfg=checkpoint_loss_config(blob), method=method, progress=None)
+        data = compress_latents(model, x, result.latents, rate)
+        note = (f", overfit {result.steps} steps ({result.method}, lr {result.lr:g}, lmbda {result.lmbda:g}): "
+                f"estimated RD loss {result.initial['loss']:.4f} -> {result.final['loss']:.4f}")
+    else:
+        data = coder.compress(x, rate=rate)
     dt = time.perf_counter() - t0
     out = Path(args.output)
     _write_atomic(out, data)
     h, w = rgb.shape[:2]
     at = "" if rate is None else f" at rate {rate:g}"
-    return f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, {model.registry_name}{at}, {dt * 1000:.0f} ms"
+    return (f"{out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, {model.registry_name}{at}, "
+            f"{dt * 1000:.0f} ms{note}")
 
 
 def _decompress(args) -> str:
@@ -97,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rate", type=float, default=None,
                    help="variable-rate models: R in [0, K-1], integers are the trained rate points "
                         "(default: the middle trained point); fixed-rate models take none")
+    c.add_argument("--overfit-steps", type=int, default=0, metavar="N",
+                   help="slow encoder: optimize this image's latents for N steps with the weights frozen "
+                        "(codec.overfit); the stream is an ordinary one, decompress is unchanged (default 0)")
+    c.add_argument("--overfit-lr", type=float, default=None, metavar="LR",
+                   help="Adam step on the latents (default: codec.overfit.DEFAULT_LR)")
+    c.add_argument("--overfit-method", choices=("ste", "sga"), default=None,
+                   help="rounding while optimizing: stochastic Gumbel annealing (sga) or straight-through (ste) "
+                        "(default: codec.overfit.DEFAULT_METHOD)")
+    c.add_argument("--overfit-lmbda", type=float, default=None, metavar="LMBDA",
+                   help="rate-distortion trade-off (default: the checkpoint's training lmbda, or a variable-rate "
+                        "model's at --rate)")
     d = sub.add_parser("decompress", help="bitstream -> PNG")
     d.add_argument("input")
     d.add_argument("output")
