@@ -177,7 +177,8 @@ class GaussianConditional(nn.Module):
         idx = lookup[(s.view(torch.int32) >> 16).clamp_(min=0)]
         for _ in range(gap):
             idx += padded[idx] < s
-        return idx.clamp_(max=len(table) - 1)
+        # searchsorted puts NaN last, whatever its sign bit
+        return idx.clamp_(max=len(table) - 1).masked_fill_(torch.isnan(s), len(table) - 1)
 
     def _index_lookup(self, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(first index per 16-bit bucket, the table with +inf appended, the largest number of

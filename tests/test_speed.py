@@ -96,6 +96,21 @@ def test_gaussian_table_is_the_normal_mass_of_unit_bins():
     assert np.allclose(table, expected, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("table", [None, (0.1, 0.1001, 0.1002, 5.0)], ids=["default table", "close entries"])
+def test_scale_index_is_searchsorted_on_every_kind_of_float(table):
+    conditional = GaussianConditional(scale_table=table)
+    t = conditional.scale_table
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([
+        torch.rand(20000, generator=g) * 300, torch.rand(20000, generator=g).exp() * 1e-3, -torch.rand(100, generator=g),
+        t, torch.nextafter(t, torch.full_like(t, 1e9)), torch.nextafter(t, torch.zeros_like(t)),
+        torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), -float("nan"), 1e-45, 3e38]),
+        torch.randint(-2**31, 2**31 - 1, (50000,), dtype=torch.int32, generator=g).view(torch.float32),  # any bits
+    ]).reshape(1, -1, 1, 1)
+    reference = torch.searchsorted(t, values.contiguous(), right=False).clamp(0, len(t) - 1)
+    assert torch.equal(conditional.scale_index(values), reference)
+
+
 @pytest.mark.parametrize("bound", [1, 9, 300, rans.MAX_TABLE_BOUND + 1], ids=lambda b: f"bound{b}")
 def test_gaussian_symbols_round_trip(bound):
     conditional = GaussianConditional()
