@@ -1,10 +1,11 @@
 """Symbol I/O between a codec's neural passes and the entropy coder (constriction).
 
 A codec's ``encoder_pass`` and ``decoder_pass`` never call the coder themselves; they hand
-latents and entropy parameters to a *symbol I/O* object through two calls::
+latents and entropy parameters to a *symbol I/O* object through these calls::
 
     z_hat = io.factorized(stream, prior, z, shape)     # z is None on the decoder side
     y_hat = io.gaussian(stream, conditional, y, scales, means)
+    b = io.binary(stream, binarizer, t, shape)         # binary codes (toderici); t is None on the decoder side
 
 Three implementations:
 
@@ -35,20 +36,24 @@ from codec import rans
 from codec.bitstream import BitstreamError, StreamInfo
 from codec.entropy import FactorizedPrior, GaussianConditional
 
-__all__ = ["SymbolRecorder", "BitstreamDecoder", "SymbolReplay", "MAX_FACTORIZED_BOUND", "MAX_GAUSSIAN_BOUND"]
+__all__ = ["SymbolRecorder", "BitstreamDecoder", "SymbolReplay", "MAX_FACTORIZED_BOUND", "MAX_GAUSSIAN_BOUND",
+           "PROBABILITY_LEVELS"]
 
 #: The factorized prior's coding table has 2*bound+1 columns per channel; cap its size.
 MAX_FACTORIZED_BOUND = 4096
 MAX_GAUSSIAN_BOUND = 1 << 20
+#: Binary codes: P(bit = 1) of each channel of a call is q / PROBABILITY_LEVELS, q in 1..LEVELS-1,
+#: estimated from the call's own bits by the encoder and stored (8 bits each) ahead of them.
+PROBABILITY_LEVELS = 256
 
 
 @dataclass
 class _Call:
     stream: str
-    kind: str  # "factorized" | "gaussian"
+    kind: str  # "factorized" | "gaussian" | "binary"
     module: torch.nn.Module
     symbols: np.ndarray  # int32; factorized: (C, n), gaussian: flat
-    indexes: np.ndarray | None  # gaussian scale-table indexes, flat
+    indexes: np.ndarray | None  # gaussian: scale-table indexes, flat; binary: probability levels per channel
 
 
 def _symbols_crc(crc: int, symbols: np.ndarray) -> int:
@@ -63,6 +68,22 @@ def _channels_first(t: torch.Tensor) -> torch.Tensor:
 def _from_channels_first(flat: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     b, c, h, w = shape
     return flat.reshape(c, b, h, w).transpose(0, 1).contiguous()
+
+
+def _bit_levels(symbols: np.ndarray) -> np.ndarray:
+    """Per channel of binary codes (C, n) in {-1, 1}: q = round(LEVELS x ones / n) in 1..LEVELS-1."""
+    ones = (symbols > 0).sum(axis=1)
+    return np.clip(np.rint(ones * PROBABILITY_LEVELS / symbols.shape[1]), 1, PROBABILITY_LEVELS - 1).astype(np.int32)
+
+
+def _encode_binary(coder, symbols: np.ndarray, q: np.ndarray) -> None:
+    """Binary codes (C, n) in {-1, 1}: first the C levels q (uniform), then each channel's bits
+    under Bernoulli(q / LEVELS). Exact on both sides: only the integers q reach the decoder, and
+    they are in the symbol CRC (a damaged q can decode the same bits, e.g. a constant channel)."""
+    bits = (symbols > 0).astype(np.int32)
+    for c in reversed(range(bits.shape[0])):  # ANS is a stack: the decoder reads q, then channel 0, 1, ...
+        coder.encode_reverse(bits[c], constriction.stream.model.Bernoulli(q[c] / PROBABILITY_LEVELS, perfect=False))
+    coder.encode_reverse(q, constriction.stream.model.Uniform(PROBABILITY_LEVELS))
 
 
 class SymbolRecorder:
@@ -92,10 +113,21 @@ class SymbolRecorder:
                                 idx.reshape(-1).cpu().numpy()))
         return sym + means if means is not None else sym
 
+    def binary(self, stream: str, binarizer: torch.nn.Module, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Binary codes (Toderici 2017): sign of ``t`` in {-1, 1} (0 -> 1), coded per channel."""
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"binary({stream!r}): codes have shape {tuple(t.shape)}, the codec announced {tuple(shape)}")
+        b = torch.where(t >= 0, 1.0, -1.0).to(t.dtype)
+        sym = _channels_first(b).to("cpu", torch.int32).numpy()
+        self.calls.append(_Call(stream, "binary", binarizer, sym, _bit_levels(sym)))
+        return b
+
     def symbol_crc(self) -> int:
         crc = 0
         for call in self.calls:
             crc = _symbols_crc(crc, call.symbols)
+            if call.kind == "binary":
+                crc = _symbols_crc(crc, call.indexes)
         return crc
 
     def replay(self) -> "SymbolReplay":
@@ -121,6 +153,9 @@ class SymbolRecorder:
                                  f"limit {limit}; the model is untrained or diverged")
             coder = constriction.stream.stack.AnsCoder()
             for call in reversed(calls):
+                if call.kind == "binary":
+                    _encode_binary(coder, call.symbols, call.indexes)
+                    continue
                 if call.kind == "factorized":
                     rans.encode_factorized(coder, call.module, call.symbols, bound)
                 else:
@@ -183,6 +218,32 @@ class BitstreamDecoder:
         values = torch.from_numpy(sym).to(scales.device, torch.float32).reshape(scales.shape)
         return values + means if means is not None else values
 
+    def binary(self, stream: str, binarizer: torch.nn.Module, t: None, shape: torch.Size) -> torch.Tensor:
+        coder, bound = self._coder(stream)
+        if bound != 1:
+            raise BitstreamError(f"stream {stream!r}: symbol bound {bound}, binary codes have bound 1")
+        channels = shape[1]
+        n = int(np.prod(shape)) // channels
+        try:
+            q = coder.decode(constriction.stream.model.Uniform(PROBABILITY_LEVELS), channels).astype(np.int32)
+            if q.min(initial=1) < 1:
+                raise BitstreamError(f"stream {stream!r}: a bit probability of 0, which no encoder writes")
+            rows = [coder.decode(constriction.stream.model.Bernoulli(q[c] / PROBABILITY_LEVELS, perfect=False), n)
+                    .astype(np.int32) for c in range(channels)]
+        except BitstreamError:
+            raise
+        except Exception as e:
+            raise BitstreamError(f"stream {stream!r} could not be decoded: {e}") from None
+        sym = 2 * np.stack(rows) - 1 if rows else np.zeros((0, n), np.int32)
+        self._crc = _symbols_crc(_symbols_crc(self._crc, sym), q)
+        device = next(binarizer.parameters()).device
+        return _from_channels_first(torch.from_numpy(sym).to(device, torch.float32), shape)
+
+    @property
+    def symbol_crc(self) -> int:
+        """CRC-32 of the symbols decoded so far (what a header of a stream cut here holds)."""
+        return self._crc
+
     def finish(self, expected_crc: int) -> None:
         """Check that every stream was consumed exactly and the symbols match the encoder's."""
         for name, coder in self._coders.items():
@@ -232,3 +293,8 @@ class SymbolReplay:
         sym = self._next(stream, "gaussian", scales.numel())
         values = torch.from_numpy(np.ascontiguousarray(sym)).to(scales.device, torch.float32).reshape(scales.shape)
         return values + means if means is not None else values
+
+    def binary(self, stream: str, binarizer: torch.nn.Module, t: None, shape: torch.Size) -> torch.Tensor:
+        sym = self._next(stream, "binary", int(np.prod(shape))).reshape(shape[1], -1)
+        device = next(binarizer.parameters()).device
+        return _from_channels_first(torch.from_numpy(np.ascontiguousarray(sym)).to(device, torch.float32), shape)

@@ -20,6 +20,7 @@ TINY_CONFIGS: dict[str, dict] = {
              "luma_synthesis_channels": [8, 8, 8], "chroma_analysis_channels": [8, 8],
              "chroma_synthesis_channels": [8, 8], "hyper_synthesis_channels": [16, 16], "hyper_feature_channels": 16,
              "context_channels": 16, "fusion_channels": [16, 16]},
+    "toderici": {"iterations": 2, "bits": 4, "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 8, 8, 8, 8]},
 }
 
 
