@@ -296,39 +296,43 @@ def _imagecodecs_has(attr: str) -> tuple[bool, str]:
 
 
 class Jpeg2000Codec(ClassicalCodec):
-    """JPEG 2000 (OpenJPEG through ``imagecodecs.jpeg2k_encode``), lossy.
+    """JPEG 2000 (OpenJPEG through Pillow), lossy, rate-controlled.
 
-    Set: ``reversible=False`` (irreversible 9/7 wavelet; the reversible 5/3 one is
-    meant for lossless and costs 19 % BD-rate lossy), ``mct=True`` (the irreversible
-    colour transform, RGB->YCbCr; coding the RGB planes as they are costs 107 %),
-    ``codecformat="J2K"`` (raw codestream, no JP2 boxes). The knob is imagecodecs'
-    ``level``, which it passes to OpenJPEG's fixed-quality mode
-    (``cp_fixed_quality``, ``tcp_distoratio``): a target PSNR in dB that the
-    rate allocator stops at. Left at default: one quality layer, one tile, 64x64
-    code blocks, 5 wavelet levels at 768x512 (fewer on small images; all read back
-    from the COD marker segment).
+    Set: ``irreversible=True`` (the 9/7 wavelet; the reversible 5/3 one is meant for
+    lossless), ``mct=1`` (the irreversible colour transform, RGB->YCbCr), ``no_jp2=True``
+    (raw J2K codestream, no JP2 boxes), ``quality_mode="rates"`` with one quality layer:
+    OpenJPEG's rate allocator cuts the code-block passes at the target size, with the
+    rate-distortion optimal truncation JPEG 2000 is built around. The knob is the target in
+    bits per pixel (the compression ratio passed is 24 / bpp, for 8-bit RGB). OpenJPEG's
+    fixed-quality mode (a PSNR target, ``imagecodecs.jpeg2k_encode(level=...)``), which this
+    bench used before, stops the allocator far from the optimum: on 768x512 photos it gives
+    about 29.4 dB at 0.54 bpp where the rate-controlled mode gives 32.5 dB at 0.20 bpp.
+    Left at default: one tile, 64x64 code blocks, 5 wavelet levels (fewer on small images).
     """
 
     name = "jpeg2000"
-    knob = "OpenJPEG fixed-quality target PSNR in dB (higher = more bits)"
-    default_qualities = (24, 27, 30, 33, 36, 39, 42, 45)
+    knob = "OpenJPEG rate-controlled target in bits per pixel (higher = more bits)"
+    default_qualities = (0.06, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5)
 
     def available(self) -> tuple[bool, str]:
-        return _imagecodecs_has("JPEG2K")
+        return _pillow_has("jpg_2000")
 
     def _encode(self, rgb: np.ndarray, q: float) -> bytes:
-        import imagecodecs
+        from PIL import Image
 
-        return imagecodecs.jpeg2k_encode(rgb, level=float(q), reversible=False, mct=True, codecformat="J2K")
+        if not q > 0:
+            raise ValueError(f"jpeg2000: the target bpp must be > 0, got {q}")
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG2000", quality_mode="rates", quality_layers=[24.0 / float(q)],
+                                  irreversible=True, mct=1, no_jp2=True)
+        return buf.getvalue()
 
     def _decode(self, data: bytes) -> np.ndarray:
-        import imagecodecs
-
-        return imagecodecs.jpeg2k_decode(data)
+        return _pillow_decode(data)
 
     def settings(self) -> dict[str, Any]:
-        return {"library": "imagecodecs/OpenJPEG", "wavelet": "9/7 irreversible", "mct": True,
-                "codecformat": "J2K", "rate_control": "fixed quality (PSNR target)", "knob": self.knob}
+        return {"library": "Pillow/OpenJPEG", "wavelet": "9/7 irreversible", "mct": True,
+                "codecformat": "J2K", "rate_control": "rates (target bpp, one quality layer)", "knob": self.knob}
 
 
 class JpegXlCodec(ClassicalCodec):

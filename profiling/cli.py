@@ -1,7 +1,7 @@
 """The three commands, as Hydra apps over the package configs ``conf/{profile,gate,zoo}.yaml``::
 
     python -m profiling codec=NAME [resolution=WxH] [checkpoint=PATH] [codec.KEY=VALUE ...]
-    python -m profiling.gate codec=STUDENT teacher=TEACHER [target=35] [+teacher_config.KEY=VALUE]
+    python -m profiling.gate codec=STUDENT teacher=TEACHER [target=35] [+teacher_config.KEY=VALUE] [encoder.overfit_steps=N]
     python -m profiling.zoo teacher=TEACHER [students=[NAME,...]] [resolution=WxH]
 
 Each ``run_*`` function is the command without Hydra (tests call them on composed configs);
@@ -88,11 +88,38 @@ def _profile(codec: Codec, cfg: DictConfig, strict: bool) -> dict:
                          strict=strict)
 
 
+def _overfit_steps(cfg: DictConfig) -> int:
+    steps = (cfg.get("encoder") or {}).get("overfit_steps") or 0
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"encoder.overfit_steps={steps!r}: give a whole number of latent-overfitting steps >= 0")
+    return steps
+
+
+def _add_overfit(profile: dict, codec: Codec, cfg: DictConfig) -> None:
+    """With ``encoder.overfit_steps=N`` > 0: the encoder's cost with N latent-overfitting steps
+    (profiling.overfit) as ``profile["encoder_overfit"]``, beside the feed-forward figure, which
+    stays the one the gate judges."""
+    steps = _overfit_steps(cfg)
+    if not steps:
+        return
+    from codec.checkpoint import read_checkpoint
+    from codec.overfit import checkpoint_loss_config
+    from profiling.overfit import profile_overfit
+
+    checkpoint = cfg.get("checkpoint")
+    loss_cfg = checkpoint_loss_config(read_checkpoint(checkpoint)) if checkpoint else None
+    profile["encoder_overfit"] = profile_overfit(
+        codec.eval(), steps, profile["encoder"]["kmac_per_px"], parse_resolution(cfg.get("resolution")),
+        rate=profile.get("rate"), loss_cfg=loss_cfg, wall_runs=int(cfg.get("wall_runs", 0)))
+
+
 def run_profile(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     _set_threads(cfg)
+    _overfit_steps(cfg)
     codec = load_codec(cfg.codec, cfg.get("checkpoint"))
     profile = _profile(codec, cfg, bool(cfg.get("strict", False)))
     profile["checkpoint"] = cfg.get("checkpoint")
+    _add_overfit(profile, codec, cfg)
     print(format_profile(profile))
     _write_json(Path(output_dir) / "profile.json", profile)
     print(f"wrote {Path(output_dir) / 'profile.json'}")
@@ -102,9 +129,15 @@ def run_profile(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
 def run_gate(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
     _set_threads(cfg)
     strict = bool(cfg.get("strict", True))
-    student = _profile(load_codec(cfg.codec, cfg.get("checkpoint")), cfg, strict)
+    _overfit_steps(cfg)
+    codec = load_codec(cfg.codec, cfg.get("checkpoint"))
+    student = _profile(codec, cfg, strict)
     teacher = _profile(teacher_codec(cfg), cfg, strict)
     row = gate(student, teacher, cfg.target)
+    _add_overfit(student, codec, cfg)
+    if "encoder_overfit" in student:  # beside the verdict, which stays the feed-forward encoder's
+        over = student["encoder_overfit"]
+        row["encoder_overfit"] = {**over, "ratio": teacher["encoder"]["kmac_per_px"] / over["kmac_per_px"]}
     print(format_gate(row))
     out = Path(output_dir)
     _write_json(out / "gate.json", row)

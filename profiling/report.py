@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from profiling.counter import SIDES
 
-__all__ = ["format_table", "format_profile", "format_gate", "format_zoo", "zoo_markdown"]
+__all__ = ["format_table", "format_profile", "format_overfit", "format_gate", "format_zoo", "zoo_markdown"]
 
 
 def format_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -54,7 +54,21 @@ def format_profile(profile: dict) -> str:
         lines.append(f"WARNING: {problem}")
     for note in profile["notes"]:
         lines.append(f"note: {note}")
+    if profile.get("encoder_overfit"):
+        lines.append(format_overfit(profile["encoder_overfit"]))
     return "\n".join(lines)
+
+
+def format_overfit(entry: dict) -> str:
+    """The encoder with N latent-overfitting steps (profiling.overfit), beside the gate."""
+    wall = "" if entry.get("step_wall_ms") is None else \
+        f", {entry['step_wall_ms']:.0f} ms per step ({entry['threads']} threads)"
+    return (f"encoder with {entry['steps']} overfitting steps ({entry['method']}): {_f(entry['kmac_per_px'])} kMAC/px = "
+            f"feed-forward {_f(entry['feed_forward_kmac_per_px'])} + {entry['steps']} x step "
+            f"{_f(entry['step_kmac_per_px'])} (forward {_f(entry['step_forward_kmac_per_px'])} + backward "
+            f"{_f(entry['step_backward_kmac_per_px'])}) + overhead {_f(entry['overhead_kmac_per_px'])} "
+            f"(2 loss evaluations + coding pass from the latents){wall}\n"
+            f"  counted: {entry['counting']}\n  {entry['gate']}")
 
 
 def format_gate(row: dict) -> str:
@@ -66,6 +80,9 @@ def format_gate(row: dict) -> str:
                               "lrrrl"))
     lines.append(("PASSED" if row["passed"] else "FAILED") + f": teacher/student >= {row['target']:g} is required "
                  "on both sides")
+    if row.get("encoder_overfit"):
+        over = row["encoder_overfit"]
+        lines.append(format_overfit(over) + f"\n  teacher/student with overfitting: {over['ratio']:.2f}x (not judged)")
     return "\n".join(lines)
 
 
