@@ -2,6 +2,7 @@
 
     python -m bench data.eval_dir=data/prepared/eval classical=[jpeg,jpeg2000,webp,avif,jpegxl,hevc] \\
         learned=[results/checkpoints/vmuc_*.ckpt,results/checkpoints/student_dw_ckbd_*.ckpt]
+    python -m bench learned={NAME:[CKPT,...]} overfit_steps=[100,500]    # + the slow encoder (codec.overfit)
 
 Each codec asked for is measured and written to ``out_dir/<label>.json`` (replacing an older
 file of the same codec); codecs not asked for keep their JSON, and the report is rebuilt over
@@ -20,6 +21,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bench.overfit import OverfitEncoder, overfit_label, parse_overfit_steps
 from bench.results import BenchError, curve_result, environment, result_path, write_json
 
 __all__ = ["run_bench", "bench_app"]
@@ -97,6 +99,26 @@ def _update_skipped(out_dir: Path, skipped: dict[str, str], measured: list[str],
         path.unlink(missing_ok=True)
 
 
+def _overfit_encoders(cfg: DictConfig) -> list:
+    """``overfit_steps=[N, ...]``: one slow-encoder curve per N > 0 for every learned curve."""
+    from codec.overfit import DEFAULT_LR, DEFAULT_METHOD, check_overfit_args
+
+    steps = parse_overfit_steps(_plain(cfg.get("overfit_steps")))
+    lr = cfg.get("overfit_lr") if cfg.get("overfit_lr") is not None else DEFAULT_LR
+    method = cfg.get("overfit_method") or DEFAULT_METHOD
+    try:
+        return [OverfitEncoder(*check_overfit_args(n, lr, method)) for n in steps]
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+
+
+def _loss_config(path) -> dict | None:
+    from codec.checkpoint import read_checkpoint
+    from codec.overfit import checkpoint_loss_config
+
+    return checkpoint_loss_config(read_checkpoint(path))
+
+
 def report_settings(cfg: DictConfig) -> dict:
     return {
         "anchor_teacher": cfg.get("anchor_teacher"),
@@ -129,7 +151,9 @@ def run_bench(cfg: DictConfig, command: str = "python -m bench") -> dict:
     if not classical and not learned:
         raise BenchError("nothing to measure: pass classical=[jpeg,webp,...] and/or learned=[CKPT_OR_GLOB,...] "
                          "(python -m bench.report rebuilds the report from existing results)")
+    overfits = _overfit_encoders(cfg)
     labels = [c.name for c in classical] + [c.label for c in learned]
+    labels += [overfit_label(c.label, o.steps) for c in learned for o in overfits]
     clash = sorted({lab for lab in labels if labels.count(lab) > 1})
     if clash:
         raise BenchError(f"two codecs of this run are labelled {clash}; label learned curves with "
@@ -156,15 +180,21 @@ def run_bench(cfg: DictConfig, command: str = "python -m bench") -> dict:
         result = curve_result(c.name, _description("classical", c.__doc__.strip().splitlines()[0].rstrip("."), eval_set),
                               "classical", c.name, c.settings(), rate_points, rows, eval_set, command, env)
         written.append(write_json(result_path(out_dir, c.name), result))
-    for curve in learned:
+    for curve, overfit in [(c, o) for c in learned for o in [None, *overfits]]:
         env = environment(bench_threads)
-        rate_points, rows = measure_learned(curve, images, warmup=warmup, progress=progress, rates=_plain(cfg.get("rates")))
+        rate_points, rows = measure_learned(curve, images, warmup=warmup, progress=progress, rates=_plain(cfg.get("rates")),
+                                            overfit=overfit)
         what = f"learned codec {curve.profile_label}, {len(curve.checkpoints)} checkpoint" + \
             ("s" if len(curve.checkpoints) > 1 else f", {len(rate_points)} rates")
-        result = curve_result(curve.label, _description("learned", what, eval_set), "learned", curve.codec,
+        label, extra = curve.label, {}
+        if overfit is not None:  # the slow encoder: its own curve (bench.overfit)
+            label = overfit_label(curve.label, overfit.steps)
+            what += f", latents overfitted {overfit.steps} steps per image ({overfit.method}, lr {overfit.lr:g})"
+            extra["encoder"] = overfit.record(_loss_config(curve.checkpoints[0]))
+        result = curve_result(label, _description("learned", what, eval_set), "learned", curve.codec,
                               curve.config, rate_points, rows, eval_set, command, env,
-                              profile_label=curve.profile_label)
-        written.append(write_json(result_path(out_dir, curve.label), result))
+                              profile_label=curve.profile_label, **extra)
+        written.append(write_json(result_path(out_dir, label), result))
     _update_skipped(out_dir, skipped, labels, command)
     for p in written:
         print(f"wrote {p}")

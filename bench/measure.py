@@ -245,12 +245,16 @@ def resolve_learned(spec: Sequence[str] | Mapping[str, str | Sequence[str]] | No
 
 
 def measure_learned(curve: LearnedCurve, images: Sequence[EvalImage], *, warmup: bool = True,
-                    progress: bool = True, rates: Sequence[float] | None = None) -> tuple[list[dict], list[dict]]:
+                    progress: bool = True, rates: Sequence[float] | None = None,
+                    overfit=None) -> tuple[list[dict], list[dict]]:
     """-> (rate_points, rows): real bitstreams on the CPU in float32. A fixed-rate checkpoint
     is one rate point; a variable-rate one (``rates`` in its config, codec.gain) is one point per
-    rate of ``rates`` (default: ``model.bench_rates()``, every trained point and the midpoints)."""
+    rate of ``rates`` (default: ``model.bench_rates()``, every trained point and the midpoints).
+    ``overfit`` (bench.overfit.OverfitEncoder): the slow encoder, latents optimized per image
+    (codec.overfit) at each checkpoint's own loss; its time counts as encode time."""
     from codec.checkpoint import CheckpointError, load_checkpoint, training_lmbda
     from codec.image import to_tensor, to_uint8
+    from codec.overfit import checkpoint_loss_config, compress_latents, overfit_latents
 
     models = []
     for path in curve.checkpoints:
@@ -277,19 +281,29 @@ def measure_learned(curve: LearnedCurve, images: Sequence[EvalImage], *, warmup:
             rate_points.append({"checkpoint": str(path), "lmbda": lmbda, "step": meta.get("step", blob.get("step")),
                                 **({"rate": rate} if rate is not None else {})})
 
-            def encode(rgb: np.ndarray, model=model, rate=rate) -> bytes:
-                return model.compress(to_tensor(rgb), rate=rate)
+            stats: dict = {}
+
+            def encode(rgb: np.ndarray, model=model, rate=rate, blob=blob, stats=stats) -> bytes:
+                if overfit is None:
+                    return model.compress(to_tensor(rgb), rate=rate)
+                x = to_tensor(rgb)
+                res = overfit_latents(model, x, overfit.steps, overfit.lr, rate, loss_cfg=checkpoint_loss_config(blob),
+                                      method=overfit.method)
+                stats.update(overfit_est_loss_0=res.initial["loss"], overfit_est_loss=res.final["loss"],
+                             overfit_best_step=res.best_step)
+                return compress_latents(model, x, res.latents, rate)
 
             def decode(data: bytes, model=model) -> np.ndarray:
                 return to_uint8(model.decompress(data))
 
-            if warmup:  # torch builds its conv kernels on the first call at a given size
-                decode(encode(images[0].rgb))
+            if warmup:  # torch builds its conv kernels on the first call at a given size (a feed-forward
+                # encode warms an overfitting run's layers too, without a whole run)
+                decode(model.compress(to_tensor(images[0].rgb), rate=rate) if overfit else encode(images[0].rgb))
             where = f"{path}" if rate is None else f"{path} at rate {rate:g}"
             for im in images:
                 row = measure_image(encode, decode, im.rgb, f"{curve.label} ({where}) {im.name}")
                 rows.append({"image": im.name, "rate_point": i, "checkpoint": str(path),
-                             **({"rate": rate} if rate is not None else {}), **row})
+                             **({"rate": rate} if rate is not None else {}), **row, **stats})
                 bar.update()
     bar.close()
     return rate_points, rows

@@ -5,6 +5,7 @@ nothing else (plus the profiler's JSON for the Pareto figure):
 
 - ``RESULTS_DIR/bd.json``: BD-rate of every codec against the teacher and against AVIF;
 - ``RESULTS_DIR/speed.json``: median decode/encode wall time per codec, ratios to the teacher;
+- ``RESULTS_DIR/overfit.json``: each ``+overfit N`` curve against its feed-forward curve (bench.overfit);
 - ``RESULTS_DIR/rd_psnr_rgb.png``, ``rd_ms_ssim_rgb.png``: RD curves;
 - ``RESULTS_DIR/pareto.png``: decoder kMAC/px against BD-rate vs the teacher (when profiled);
 - the report (default ``RESULTS_DIR/../REPORT.md``): all of it as tables, with the exact
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.bd import bd_psnr, bd_rate
+from bench.overfit import overfit_markdown, overfit_table
 from bench.plots import ParetoPoint, ms_ssim_db, pareto_plot, rd_plot
 from bench.profiles import load_profiles, match_profile
 from bench.results import BenchError, load_results, write_json
@@ -286,6 +288,11 @@ def build_report(out_dir: str | os.PathLike = "results/bench", report: str | os.
 
     bd = bd_tables(results, {"teacher": teacher, "classical": anchor_classical})
     speed = speed_table(results, teacher)
+    overfit = overfit_table(results)  # slow-encoder curves against their feed-forward curves (bench.overfit)
+    if overfit["rows"]:
+        write_json(out / "overfit.json", overfit)
+    else:
+        (out / "overfit.json").unlink(missing_ok=True)
     write_json(out / "bd.json", {"command": report_command(str(out_dir), None if report is None else str(report), s),
                                  "roles": roles, "anchors": {"teacher": teacher, "classical": anchor_classical},
                                  "columns": [c[0] for c in BD_COLUMNS] + ["bd_psnr_rgb_pchip"], "tables": bd})
@@ -293,7 +300,7 @@ def build_report(out_dir: str | os.PathLike = "results/bench", report: str | os.
     for metric, fname in PLOTS.items():
         rd_plot(results, roles, metric, out / fname)
 
-    pareto_md = _pareto(results, roles, teacher, bd, s, out, report_path)
+    pareto_md = _pareto(results, roles, teacher, bd, s, out, report_path) + overfit_markdown(overfit)
     lines = _markdown(results, roles, teacher, anchor_classical, bd, speed, notes, pareto_md, s, out, report_path,
                       report_command(str(out_dir), None if report is None else str(report), s))
     report_path.parent.mkdir(parents=True, exist_ok=True)
