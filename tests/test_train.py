@@ -148,3 +148,15 @@ def test_multirun_logs_one_finished_offline_wandb_run_per_job(tmp_path):
         assert len(runs) == 1, runs
         assert list(runs[0].glob("*.wandb")), "no wandb log written"
         assert (tmp_path / job / "last.ckpt").exists()
+
+
+def test_max_minutes_stops_saves_and_the_rerun_resumes_the_same_curve(tmp_path):
+    over = {"trainer": {"max_steps": 6, "checkpoint_every": 0}}
+    run(tiny_cfg(**over), tmp_path / "straight")
+    s = run(tiny_cfg(trainer={"max_steps": 6, "checkpoint_every": 0, "max_minutes": 1e-9}), tmp_path / "boxed")
+    assert s["stopped_at_time_limit"] and s["steps"] == 1 and read_checkpoint(tmp_path / "boxed" / "last.ckpt")["step"] == 1
+    assert run(tiny_cfg(**over), tmp_path / "boxed")["resumed_from"] == 1
+    assert _losses(tmp_path / "boxed") == _losses(tmp_path / "straight")
+    for bad in (0, -1, "ten", True):
+        with pytest.raises(ValueError, match="trainer.max_minutes"):
+            run(tiny_cfg(trainer={"max_minutes": bad}), tmp_path / "bad")

@@ -97,6 +97,9 @@ def _check_trainer_cfg(tc) -> None:
 
     positive("max_steps", tc.max_steps)
     positive("batch_size", tc.batch_size)
+    minutes = tc.get("max_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0):
+        raise ValueError(f"trainer.max_minutes must be a number of minutes > 0 (or null), got {minutes!r}")
     lr = float(tc.lr)
     if not lr > 0:
         raise ValueError(f"trainer.lr must be > 0, got {tc.lr!r}")
@@ -162,6 +165,13 @@ class Trainer:
     def _meta(self) -> dict:
         return {"config": self._config, "val": self.val_metrics, "torch": str(torch.__version__), **self.meta}
 
+    def _out_of_time(self, t_start: float, limit: float) -> bool:
+        """Past the wall-time limit? Every rank takes rank 0's answer, so they stop together."""
+        over = torch.tensor([float(time.perf_counter() - t_start > limit)], device=self.device)
+        if self.world > 1:
+            torch.distributed.broadcast(over, src=0)
+        return bool(over.item())
+
     def _sync_objective_grads(self) -> None:
         """DDP averages the model's gradients; the objective's own parameters (adapters) are
         averaged here so every rank keeps the same copy."""
@@ -212,6 +222,8 @@ class Trainer:
         val_every = int(tc.get("val_every", 0) or 0)
         clip = float(tc.get("grad_clip", 0) or 0)
         t_start = time.perf_counter()
+        time_limit = 60.0 * float(tc.get("max_minutes") or 0)
+        stopped_at = None
         summary: dict = {}
         try:
             bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps,
@@ -251,9 +263,20 @@ class Trainer:
                     log.log({"step": done, **{f"val/{k}": v for k, v in self.val_metrics.items()}})
                 if (ckpt_every and done % ckpt_every == 0) or done == max_steps:
                     self.checkpoint.save(model, objective, optimizer, done, self._meta(), final=done == max_steps)
-            summary = {"codec": model.registry_name, "command": command_line(), "steps": max_steps,
+                if time_limit and done < max_steps and self._out_of_time(t_start, time_limit):
+                    # a time-boxed run (a lent GPU, a session): save and stop; rerunning resumes here
+                    self.checkpoint.save(model, objective, optimizer, done, self._meta(), final=False)
+                    stopped_at = done
+                    if rank == 0:
+                        print(f"trainer.max_minutes={tc.max_minutes}: stopped at step {done} of {max_steps}; "
+                              f"rerun the same command to resume")
+                    break
+            summary = {"codec": model.registry_name, "command": command_line(),
+                       "steps": max_steps if stopped_at is None else stopped_at, "max_steps": max_steps,
                        "resumed_from": start_step, "seconds": time.perf_counter() - t_start, "val": self.val_metrics,
                        "checkpoint": str(self.checkpoint.path), **self.meta}
+            if stopped_at is not None:
+                summary["stopped_at_time_limit"] = True
             if rank == 0:
                 for callback in self.callbacks:
                     extra = callback(self, summary) or {}
