@@ -246,7 +246,8 @@ def speed(results: Path) -> str:
     keys = [k for k in order if k in seen] + [k for k in seen if k not in order] + ["other", "total"]
     out += ["", f"Where the time goes, `{b['codec']}` on `{b['image']}` ({b['bytes']} bytes), median ms of "
             f"{b['rounds']} rounds; `decode plain` runs the synthesis as trained, `decode pytorch` its inference form, "
-            f"`decode onnxruntime` the form's ONNX graph; the parts both sides run are PyTorch in all three:", "",
+            f"`decode pytorch channels_last` the form in channels-last layout, `decode onnxruntime` the form's ONNX "
+            f"graph; the parts both sides run are PyTorch in all of them:", "",
             "| part | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for k in keys:
         cells = [f"{b['ms'][c][k]:.1f}" if b["ms"][c].get(k) is not None else "" for c in cols]

@@ -185,12 +185,16 @@ def _timed_parts(models, totals: dict[str, float]):
 
 def part_breakdown(entry: Learned, rgb: np.ndarray, rounds: int, threads: int) -> dict:
     """Median per-part milliseconds of encode and decode of one image, with the synthesis as
-    trained (``plain``), folded (``pytorch``) and through ONNX Runtime (``onnxruntime``)."""
+    trained (``plain``), folded (``pytorch``), folded in channels-last layout and through ONNX
+    Runtime (``onnxruntime``)."""
     from codec.image import to_tensor
 
     x = to_tensor(rgb)
     data = entry.encode(rgb)
-    decoders = {"plain": entry.plain, **entry.decoders}
+    from codec.inference import inference_copy
+
+    decoders = {"plain": entry.plain, **entry.decoders,
+                "pytorch channels_last": inference_copy(entry.plain, channels_last=True)}
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in range(rounds + 1):
         for label, model in [("encode", entry.encoder)] + [(f"decode {k}", m) for k, m in decoders.items()]:

@@ -14,9 +14,11 @@ returns, innermost first. The forms compute the same function up to float roundi
   the position-dependent bias becomes the weights of a constant-one input channel.
 * Pixel-unshuffle down-sampling (:class:`UnshuffleConv`): unshuffle, grouped 1x1 conv and
   channel shuffle become one strided convolution with kernel = stride.
-* Models may fold more (the student's synthesis folds its last 1x1 conv, the YCbCr 4:2:0
-  unpacking and the colour conversion into one transposed conv, one 1x1 conv, a bilinear
-  up-sampling and an add).
+
+A fold is kept only where it is faster in PyTorch and in ONNX Runtime alike (timed by hand,
+layer by layer, at the sizes of a 768x512 image): folding the student's RGB tail (last 1x1
+conv, 4:2:0 unpacking, BT.709) into a transposed conv and a three-channel bilinear
+up-sampling was slower in both, so that tail stays as trained.
 
 **Why only one-side parts** (docs/DESIGN.md, "Speed"): the parts both sides run (``h_s``, the
 context, the entropy parameters) compute the scale indices, which the encoder and the decoder
@@ -36,8 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["inference_copy", "fold", "one_side_parts", "InferenceGDN", "SubPixelConv", "UnshuffleConv",
-           "dense_grouped_1x1", "shuffle_source"]
+__all__ = ["inference_copy", "fold", "one_side_parts", "ChannelsLast", "InferenceGDN", "SubPixelConv",
+           "UnshuffleConv", "dense_grouped_1x1", "shuffle_source"]
 
 
 def one_side_parts(model) -> list[str]:
@@ -56,15 +58,33 @@ def fold(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def inference_copy(model):
-    """A copy of ``model`` for coding only: eval mode, no gradients, one-side parts folded."""
-    if getattr(model, "inference_folded", False):
+def inference_copy(model, channels_last: bool = False):
+    """A copy of ``model`` for coding only: eval mode, no gradients, one-side parts folded;
+    with ``channels_last``, those parts also run in PyTorch's channels-last layout (off by
+    default; ``python -m bench.speed`` measures both in its breakdown)."""
+    if getattr(model, "inference_folded", False) and not channels_last:
         return model
     out = copy.deepcopy(model).eval().requires_grad_(False)
     for name in one_side_parts(out):
-        setattr(out, name, fold(getattr(out, name)))
-    out.inference_folded = True
+        part = fold(getattr(out, name))
+        setattr(out, name, ChannelsLast(part) if channels_last else part)
+    out.inference_folded = not channels_last
     return out
+
+
+class ChannelsLast(nn.Module):
+    """Runs ``module`` with its weights and 4-D inputs in channels-last layout; outputs are
+    returned contiguous (NCHW), as the rest of the codec expects."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module.to(memory_format=torch.channels_last)
+
+    def forward(self, *args):
+        args = [a.contiguous(memory_format=torch.channels_last) if torch.is_tensor(a) and a.ndim == 4 else a
+                for a in args]
+        out = self.module(*args)
+        return out.contiguous() if torch.is_tensor(out) else tuple(o.contiguous() for o in out)
 
 
 # ------------------------------------------------------------------------------------- layers

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from codec.image import KB, KG, KR, downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
+from codec.image import downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
 from student.blocks import (ACTS, BLOCKS, DepthwiseSeparable, PixelUnshuffleDown, SubPixelUp, create_block, init_conv,
                             inverse_act, make_act)
 from student.widths import LEVELS, LayerWidths
@@ -172,42 +172,6 @@ class Synthesis(nn.Sequential):
         if taps is not None:
             taps.update(x_hat_ycbcr=ycc, x_hat_y=luma, x_hat_cbcr=chroma)
         return rgb
-
-    def inference_form(self) -> nn.Module:
-        """The levels (already folded by codec.inference.fold), then :class:`RGBHead420` in
-        place of the last 1x1 conv, the unpacking and the colour conversion."""
-        modules = list(self)
-        return nn.Sequential(*modules[:-2], RGBHead420(modules[-2]))
-
-
-class RGBHead420(nn.Module):
-    """Inference form of ``g_s``'s tail: 1x1 conv to the packed 6 channels, YCbCr 4:2:0
-    unpacking, BT.709 to RGB, folded into what is left once the linear steps are merged::
-
-        rgb = Y + up(A (W_c x + b_c))    Y = pixel_shuffle(W_y x + b_y + 1/2)
-
-    Every RGB channel is luma plus a linear mix of the two chroma channels (codec.image's
-    conversion, with KR + KG + KB = 1), and bilinear up-sampling commutes with mixing
-    channels, so the mix A is folded into the chroma 1x1 conv at H/2 and the luma conv and
-    pixel shuffle become one transposed conv (codec.inference.SubPixelConv).
-    """
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        from codec.inference import SubPixelConv
-
-        w, b = conv.weight.detach()[:, :, 0, 0], conv.bias.detach()
-        self.luma = SubPixelConv(w[:4], b[:4] + 0.5, 2)
-        mix = torch.tensor([[0.0, 2 * (1 - KR)],                                 # R from (Cb, Cr)
-                            [-2 * KB * (1 - KB) / KG, -2 * KR * (1 - KR) / KG],  # G
-                            [2 * (1 - KB), 0.0]], dtype=w.dtype)                 # B
-        self.chroma = nn.Conv2d(w.shape[1], 3, 1).requires_grad_(False)
-        self.chroma.weight.data = (mix @ w[4:6])[:, :, None, None].contiguous()
-        self.chroma.bias.data = mix @ b[4:6]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # codec.image.upsample_420 on three channels instead of two
-        return self.luma(x) + F.interpolate(self.chroma(x), scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class HyperAnalysis(nn.Sequential):

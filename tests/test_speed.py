@@ -188,7 +188,7 @@ def test_inference_copy_replaces_layers_of_one_side_parts_only():
 
 @pytest.mark.parametrize("preset", ["student_dw_ckbd", "student_shuffle_ckbd"])
 def test_folded_transforms_compute_what_the_trained_ones_compute(preset):
-    """Grouped and ungrouped resampling, per-channel and full GDN, the RGB head."""
+    """Grouped and ungrouped resampling, per-channel and full GDN."""
     torch.manual_seed(1)
     plain = create_codec(preset, **tiny_config(preset)).eval()
     with torch.no_grad():  # biases and GDN parameters away from their initial values
@@ -244,7 +244,8 @@ def test_bench_speed_writes_what_the_readme_reads(tmp_path):
     parts = result["breakdown"]["ms"]["decode onnxruntime"]
     expected = {"rANS decode z", "rANS decode y", "scale index", "h_s", "context", "entropy_parameters", "g_s"}
     assert expected <= set(parts)
-    assert set(result["breakdown"]["ms"]) == {"encode", "decode plain", "decode pytorch", "decode onnxruntime"}
+    assert set(result["breakdown"]["ms"]) == {"encode", "decode plain", "decode pytorch", "decode onnxruntime",
+                                              "decode pytorch channels_last"}
     section = readme.speed(tmp_path)
     assert "python -m bench.speed --teacher vmuc_tiny" in section and "student_tiny" in section
 
