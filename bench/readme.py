@@ -209,21 +209,27 @@ def speed(results: Path) -> str:
            f"{', '.join(sizes)} from `{ev['dir']}`, one warm-up round then {blob['rounds']} interleaved rounds, "
            f"median per codec; {blob['cpus']} CPUs ({blob['machine']}), load average (1 / 5 / 15 min) "
            f"{load(blob['load_average_before'])} before and {load(blob['load_average_after'])} after. "
-           f"Learned codecs code with their inference form; `untrained` ones have random weights (their neural "
-           f"time is the trained layers', their rate and entropy-coding time are not). Classical codecs run at the "
-           f"quality closest in bytes to `{blob['targets']['student']}` on each image.", "",
-           "| codec | weights | bpp | PSNR-RGB | encode ms | "
-           + " | ".join(f"decode ms {_BACKENDS[b]}" for b in backends)
+           f"Learned codecs code with their inference form, in PyTorch or with their one-side parts in ONNX "
+           f"Runtime; `untrained` ones have random weights (their neural time is the trained layers', their rate and "
+           f"entropy-coding time are not). Classical codecs run at the quality closest in bytes to "
+           f"`{blob['targets']['student']}` on each image.", "",
+           "| codec | weights | bpp | PSNR-RGB | "
+           + " | ".join(f"encode ms {_BACKENDS[b]} | decode ms {_BACKENDS[b]}" for b in backends)
            + " | " + " | ".join(f"{blob['teacher']} / codec, {_BACKENDS[b]}" for b in backends if b != "native") + " |",
-           "|---|---|---:|---:|---:|" + "---:|" * (len(backends) + len([b for b in backends if b != "native"]))]
+           "|---|---|---:|---:|" + "---:|" * (2 * len(backends) + len([b for b in backends if b != "native"]))]
     ratios = blob["teacher_over_codec_decode"]
+
+    def ms(row, key, b):
+        value = row[key] if isinstance(row[key], dict) else {"native": row[key]}  # older files: one encode time
+        return f"{value[b]:.1f}" if b in value else ""
+
     for row in blob["codecs"]:
         weights = "" if row["kind"] != "learned" else ("trained" if row["trained"] else "untrained")
-        dec = [f"{row['decode_ms'][b]:.1f}" if b in row["decode_ms"] else "" for b in backends]
+        cells = [c for b in backends for c in (ms(row, "encode_ms", b), ms(row, "decode_ms", b))]
         rat = [f"{ratios[row['label']][b]:.1f}x" if row["label"] in ratios and b in ratios[row["label"]] else ""
                for b in backends if b != "native"]
         out.append(f"| `{row['label']}` | {weights} | {row['bpp']:.4f} | {row['psnr_rgb']:.2f} | "
-                   f"{row['encode_ms']:.1f} | " + " | ".join(dec + rat) + " |")
+                   + " | ".join(cells + rat) + " |")
     t = blob["targets"]
 
     def verdict(measured, target, met, unit, fmt):
@@ -239,24 +245,23 @@ def speed(results: Path) -> str:
             f"Teacher / student decode >= {r['target']:g}x: "
             f"{verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
     b = blob["breakdown"]
-    cols = list(b["ms"])
     order = ["g_a", "h_a", "record z", "rANS decode z", "h_s", "context", "entropy_parameters", "scale index",
              "record y", "rANS decode y", "rANS encode"]
-    seen = list(dict.fromkeys(k for c in cols for k in b["ms"][c] if k not in ("other", "total")))
-    keys = [k for k in order if k in seen] + [k for k in seen if k not in order] + ["other", "total"]
     out += ["", f"Where the time goes, `{b['codec']}` on `{b['image']}` ({b['bytes']} bytes), median ms of "
-            f"{b['rounds']} rounds; `decode plain` runs the synthesis as trained, `decode pytorch` its inference form, "
-            f"`decode pytorch channels_last` the form in channels-last layout, `decode onnxruntime` the form's ONNX "
-            f"graph; the parts both sides run are PyTorch in all of them:", "",
-            "| part | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for k in keys:
-        cells = [f"{b['ms'][c][k]:.1f}" if b["ms"][c].get(k) is not None else "" for c in cols]
-        out.append(f"| {k} | " + " | ".join(cells) + " |")
+            f"{b['rounds']} rounds, every decode reading the same stream; `plain` runs the one-side parts (analysis, "
+            f"synthesis) as trained, `pytorch` their inference form, `pytorch channels_last` the form in channels-last "
+            f"layout, `onnxruntime` the form's ONNX graphs; the parts both sides run are PyTorch in all of them."]
+    for side in ("encode", "decode"):
+        cols = [c for c in b["ms"] if c.split(" ", 1)[0] == side]
+        if not cols:
+            continue
+        seen = list(dict.fromkeys(k for c in cols for k in b["ms"][c] if k not in ("other", "total")))
+        keys = [k for k in order if k in seen] + [k for k in seen if k not in order] + ["other", "total"]
+        out += ["", f"| {side} | " + " | ".join(c.split(" ", 1)[1] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+        for k in keys:
+            cells = [f"{b['ms'][c][k]:.1f}" if b["ms"][c].get(k) is not None else "" for c in cols]
+            out.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
-            "variable-rate": variable_rate, "speed": speed}
 
 
 def update(readme: Path, results: Path) -> list[str]:

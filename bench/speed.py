@@ -2,21 +2,21 @@
 JPEG / WebP / AVIF, side by side in one interleaved run, plus a per-part breakdown of one student.
 
 Every codec codes the same images; each round visits every image and, for each image, every
-codec in turn (encode, then decode with each backend), so a change in machine load during
+codec in turn (encode and decode with each backend), so a change in machine load during
 the run hits all of them alike. Round 0 warms up (first-call costs, coding tables) and
 measures bytes and PSNR; rounds 1..R are timed. Reported: the median over rounds x images.
 
-* Learned codecs code with their inference form (codec.inference); decoding is timed with
-  each ``--backends`` entry: ``pytorch`` (the form's synthesis in PyTorch) and
-  ``onnxruntime`` (the synthesis through ONNX Runtime, codec.export); the parts both sides run
-  are PyTorch in both. A codec without ``--checkpoint`` is built untrained from the registry
-  (flagged ``trained: false``): its neural time is the trained model's (the same layers), but
-  its rate, and with it the entropy-coding time, is not.
+* Learned codecs code with their inference form (codec.inference); encode and decode are
+  timed with each ``--backends`` entry: ``pytorch`` (the form in PyTorch) and ``onnxruntime``
+  (the form's one-side parts, analysis and synthesis, through ONNX Runtime, codec.export); the
+  parts both sides run are PyTorch in both. A codec without ``--checkpoint`` is built
+  untrained from the registry (flagged ``trained: false``): its neural time is the trained
+  model's (the same layers), but its rate, and with it the entropy-coding time, is not.
 * Classical codecs (bench.classical) run at the quality whose bytes come closest, on each
   image, to the breakdown student's (``--quality NAME=Q`` fixes one).
 * The breakdown times each part of the breakdown student's encode and decode (entropy coding
-  apart from each neural part), with the synthesis plain (as trained), folded, and in ONNX
-  Runtime.
+  apart from each neural part), with the one-side parts plain (as trained), folded, folded in
+  channels-last layout, and in ONNX Runtime.
 
 The run records the command, thread count, the machine's load average before and after
 (``os.getloadavg``), CPU affinity and library versions into ``--out``
@@ -62,35 +62,35 @@ def _median_ms(values: list[float]) -> float | None:
 
 # ------------------------------------------------------------------------------- codecs
 class Learned:
-    """One learned codec: its inference form for encoding and one decoder per backend."""
+    """One learned codec, coded by each backend: ``pytorch`` (the inference form) and
+    ``onnxruntime`` (its one-side parts through ONNX Runtime)."""
 
     def __init__(self, label: str, model, checkpoint: str | None, backends: list[str], threads: int):
-        from codec.export import onnxruntime_codec
+        from codec.export import SIDES, onnxruntime_codec
         from codec.inference import inference_copy
 
         self.label, self.checkpoint, self.kind = label, checkpoint, "learned"
         self.codec = model.registry_name
         self.plain = model.cpu().float().eval()
-        self.encoder = inference_copy(self.plain)
-        self.decoders = {}
+        self.coders = {}
         for backend in backends:
             if backend == "pytorch":
-                self.decoders[backend] = self.encoder
+                self.coders[backend] = inference_copy(self.plain)
             elif backend == "onnxruntime":
-                self.decoders[backend] = onnxruntime_codec(self.plain, threads=threads)
+                self.coders[backend] = onnxruntime_codec(self.plain, threads=threads, sides=SIDES)
             else:
                 raise ValueError(f"--backends: unknown backend {backend!r}; use pytorch, onnxruntime")
         self.rate = model.default_rate()
 
-    def encode(self, rgb: np.ndarray) -> bytes:
+    def encode(self, rgb: np.ndarray, backend: str) -> bytes:
         from codec.image import to_tensor
 
-        return self.encoder.compress(to_tensor(rgb), rate=self.rate)
+        return self.coders[backend].compress(to_tensor(rgb), rate=self.rate)
 
     def decode(self, data: bytes, backend: str) -> np.ndarray:
         from codec.image import to_uint8
 
-        return to_uint8(self.decoders[backend].decompress(data))
+        return to_uint8(self.coders[backend].decompress(data))
 
 
 class Classical:
@@ -184,24 +184,24 @@ def _timed_parts(models, totals: dict[str, float]):
 
 
 def part_breakdown(entry: Learned, rgb: np.ndarray, rounds: int, threads: int) -> dict:
-    """Median per-part milliseconds of encode and decode of one image, with the synthesis as
-    trained (``plain``), folded (``pytorch``), folded in channels-last layout and through ONNX
-    Runtime (``onnxruntime``)."""
+    """Median per-part milliseconds of encode and decode of one image, with the one-side parts
+    as trained (``plain``), folded (``pytorch``), folded in channels-last layout and through ONNX
+    Runtime (``onnxruntime``); every decode reads the stream of the first backend's encoder."""
     from codec.image import to_tensor
-
-    x = to_tensor(rgb)
-    data = entry.encode(rgb)
     from codec.inference import inference_copy
 
-    decoders = {"plain": entry.plain, **entry.decoders,
-                "pytorch channels_last": inference_copy(entry.plain, channels_last=True)}
+    x = to_tensor(rgb)
+    data = entry.encode(rgb, next(iter(entry.coders)))
+    coders = {"plain": entry.plain, **entry.coders,
+              "pytorch channels_last": inference_copy(entry.plain, channels_last=True)}
+    runs = [(f"encode {k}", m) for k, m in coders.items()] + [(f"decode {k}", m) for k, m in coders.items()]
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in range(rounds + 1):
-        for label, model in [("encode", entry.encoder)] + [(f"decode {k}", m) for k, m in decoders.items()]:
+        for label, model in runs:
             totals: dict[str, float] = defaultdict(float)
             with _timed_parts([model], totals):
                 t0 = time.perf_counter()
-                if label == "encode":
+                if label.startswith("encode"):
                     model.compress(x, rate=entry.rate)
                 else:
                     model.decompress(data)
@@ -272,13 +272,13 @@ def run(args) -> dict:
         fixed[name] = float(q)
     classical = [Classical(n, fixed.get(n)) for n in args.classical.split(",") if n]
 
-    # round 0: warm-up, bytes, PSNR, classical qualities
+    # round 0: warm-up, bytes and PSNR (of the first backend's stream), classical qualities
     quality: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for im in images:
         ref_bytes = None
         for e in [ref] + [e for e in entries if e is not ref]:
-            data = e.encode(im.rgb)
-            for backend in backends:
+            for backend in reversed(backends):
+                data = e.encode(im.rgb, backend)
                 out = e.decode(data, backend)
             quality[e.label]["bytes"].append(len(data))
             quality[e.label]["bpp"].append(8 * len(data) / (im.rgb.shape[0] * im.rgb.shape[1]))
@@ -294,22 +294,22 @@ def run(args) -> dict:
             quality[c.label]["psnr_rgb"].append(psnr_rgb(im.rgb, out))
 
     # rounds 1..R: interleaved timing
-    enc: dict[str, list[float]] = defaultdict(list)
+    enc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     dec: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for _ in range(args.rounds):
         for im in images:
             for e in entries:
-                t0 = time.perf_counter()
-                data = e.encode(im.rgb)
-                enc[e.label].append(time.perf_counter() - t0)
                 for backend in backends:
+                    t0 = time.perf_counter()
+                    data = e.encode(im.rgb, backend)
+                    enc[e.label][backend].append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
                     e.decode(data, backend)
                     dec[e.label][backend].append(time.perf_counter() - t0)
             for c in classical:
                 t0 = time.perf_counter()
                 data = c.encode(im.rgb, im.name)
-                enc[c.label].append(time.perf_counter() - t0)
+                enc[c.label]["native"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 c.decode(data)
                 dec[c.label]["native"].append(time.perf_counter() - t0)
@@ -318,8 +318,9 @@ def run(args) -> dict:
     for e in entries + classical:
         q = quality[e.label]
         row = {"label": e.label, "kind": e.kind, "codec": e.codec,
-               "samples": len(enc[e.label]), "bpp": statistics.mean(q["bpp"]),
-               "psnr_rgb": statistics.mean(q["psnr_rgb"]), "encode_ms": _median_ms(enc[e.label]),
+               "samples": len(next(iter(dec[e.label].values()))), "bpp": statistics.mean(q["bpp"]),
+               "psnr_rgb": statistics.mean(q["psnr_rgb"]),
+               "encode_ms": {b: _median_ms(v) for b, v in enc[e.label].items()},
                "decode_ms": {b: _median_ms(v) for b, v in dec[e.label].items()}}
         if e.kind == "learned":
             row.update(role=e.role, trained=e.trained, checkpoint=e.checkpoint)
@@ -339,7 +340,7 @@ def run(args) -> dict:
         "decode_ms": {"target": args.target_decode_ms, "measured": row["decode_ms"],
                       "met": {b: v <= args.target_decode_ms for b, v in row["decode_ms"].items()}},
         "encode_ms": {"target": args.target_encode_ms, "measured": row["encode_ms"],
-                      "met": row["encode_ms"] <= args.target_encode_ms},
+                      "met": {b: v <= args.target_encode_ms for b, v in row["encode_ms"].items()}},
         "teacher_over_student_decode": {"target": args.target_ratio, "measured": ratios[ref.label],
                                         "met": {b: v >= args.target_ratio for b, v in ratios[ref.label].items()}},
         "best_decode_ms": min(row["decode_ms"].values()),
@@ -384,10 +385,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(result: dict) -> str:
-    lines = [f"{'codec':28s} {'bpp':>7s} {'PSNR':>6s} {'enc ms':>8s}  decode ms"]
+    lines = [f"{'codec':28s} {'bpp':>7s} {'PSNR':>6s}  encode ms / decode ms"]
     for row in result["codecs"]:
-        dec = ", ".join(f"{b} {v:.1f}" for b, v in row["decode_ms"].items())
-        lines.append(f"{row['label']:28s} {row['bpp']:7.4f} {row['psnr_rgb']:6.2f} {row['encode_ms']:8.1f}  {dec}")
+        ms = ", ".join(f"{b} {row['encode_ms'][b]:.1f} / {v:.1f}" for b, v in row["decode_ms"].items())
+        lines.append(f"{row['label']:28s} {row['bpp']:7.4f} {row['psnr_rgb']:6.2f}  {ms}")
     t = result["targets"]
     lines.append(f"targets ({t['student']}): decode {t['decode_ms']['met']}, encode {t['encode_ms']['met']}, "
                  f"teacher/student {t['teacher_over_student_decode']['met']}")

@@ -1,10 +1,11 @@
-"""``python -m codec compress IN OUT.bin --checkpoint CKPT [--rate R] [--overfit-steps N [--overfit-lr LR]]`` /
+"""``python -m codec compress IN OUT.bin --checkpoint CKPT [--rate R] [--overfit-steps N [--overfit-lr LR]]``
+``[--backend pytorch|onnxruntime [--onnx DIR]]`` /
 ``python -m codec decompress IN.bin OUT.png --checkpoint CKPT [--backend pytorch|onnxruntime [--onnx DIR]]`` /
 ``python -m codec export --checkpoint CKPT --format onnx OUT_DIR``.
 
 Coding runs the checkpoint's inference form (codec.inference: layers of the one-side parts
-folded at load time); ``--backend onnxruntime`` runs the decoder-only parts with ONNX Runtime
-(codec.export), the parts both sides run stay in PyTorch.
+folded at load time); ``--backend onnxruntime`` runs the parts only that side runs with ONNX
+Runtime (codec.export), the parts both sides run stay in PyTorch.
 
 On bad input: a non-zero exit and one line on stderr naming the problem, no traceback, and
 no output file left behind (outputs are written to a temp file and renamed at the end).
@@ -41,11 +42,21 @@ def _compress(args) -> str:
     # checked before anything is read, so bad values leave no output and cost nothing
     steps, lr, method = check_overfit_args(args.overfit_steps, DEFAULT_LR if args.overfit_lr is None else args.overfit_lr,
                                            args.overfit_method or DEFAULT_METHOD, args.overfit_lmbda)
+    _check_backend_args(args)
+    if steps and args.backend != "pytorch":
+        raise ValueError("--overfit-steps optimizes through PyTorch; leave --backend at pytorch")
     rgb = read_image(args.input)
     model, blob = load_checkpoint(args.checkpoint)
     rate = model.check_rate(args.rate) if args.rate is not None or model.rate_points is None else model.default_rate()
     x = to_tensor(rgb)
-    coder = model if steps else inference_copy(model)  # latent overfitting needs the trainable form
+    if steps:
+        coder = model  # latent overfitting needs the trainable form
+    elif args.backend == "onnxruntime":
+        from codec.export import onnxruntime_codec
+
+        coder = onnxruntime_codec(model, args.onnx, sides=("encoder",))
+    else:
+        coder = inference_copy(model)
     t0 = time.perf_counter()
     note = ""
     if steps:
@@ -65,6 +76,11 @@ def _compress(args) -> str:
             f"{dt * 1000:.0f} ms{note}")
 
 
+def _check_backend_args(args) -> None:
+    if args.onnx is not None and args.backend != "onnxruntime":
+        raise ValueError("--onnx DIR is read by --backend onnxruntime only")
+
+
 def _decompress(args) -> str:
     from codec.checkpoint import load_checkpoint
     from codec.image import to_uint8, write_png
@@ -72,8 +88,7 @@ def _decompress(args) -> str:
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise ValueError(f"output {out} must be a .png file (decoded images are written as PNG)")
-    if args.onnx is not None and args.backend != "onnxruntime":
-        raise ValueError("--onnx DIR is read by --backend onnxruntime only")
+    _check_backend_args(args)
     data = Path(args.input).read_bytes()
     model, _ = load_checkpoint(args.checkpoint)
     if args.backend == "onnxruntime":
@@ -124,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--overfit-lmbda", type=float, default=None, metavar="LMBDA",
                    help="rate-distortion trade-off (default: the checkpoint's training lmbda, or a variable-rate "
                         "model's at --rate)")
+    c.add_argument("--backend", choices=BACKENDS, default="pytorch",
+                   help="what runs the encoder-only parts (analysis, hyper analysis); the parts both sides run "
+                        "stay in PyTorch (default: pytorch)")
+    c.add_argument("--onnx", default=None, metavar="DIR",
+                   help="with --backend onnxruntime: graphs written by `python -m codec export` (default: export "
+                        "in memory)")
     d = sub.add_parser("decompress", help="bitstream -> PNG")
     d.add_argument("input")
     d.add_argument("output")

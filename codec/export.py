@@ -1,12 +1,14 @@
-"""ONNX export of a codec's decoder-only parts, and decoding through ONNX Runtime.
+"""ONNX export of a codec's one-side parts, and coding through ONNX Runtime.
 
 ``python -m codec export --checkpoint C --format onnx OUT_DIR`` writes one graph per part that
 only the decoder runs (the synthesis: ``g_s`` for students and the Balle baselines, ``g_s_y``
-and ``g_s_uv`` for the teacher), in its inference form (:mod:`codec.inference`), with dynamic
-batch, height and width, plus ``manifest.json`` (codec, config hash, a digest of the weights,
-the graphs' inputs and outputs, and which decoder parts stay in PyTorch and why).
+and ``g_s_uv`` for the teacher) and per part that only the encoder runs (``g_a``, ``h_a``; the
+teacher's ``g_a_y``, ``g_a_uv``, ``h_a``), in their inference form (:mod:`codec.inference`),
+with dynamic batch, height and width, plus ``manifest.json`` (codec, config hash, a digest of
+the weights, each graph's side, inputs and outputs, and which parts stay in PyTorch and why).
 ``python -m codec decompress IN OUT --checkpoint C --backend onnxruntime [--onnx OUT_DIR]``
-runs those graphs with ONNX Runtime (exported in memory when no folder is given).
+runs the decoder graphs with ONNX Runtime, ``compress ... --backend onnxruntime`` the encoder
+graphs (exported in memory when no folder is given).
 
 **What stays in PyTorch, and why** (docs/DESIGN.md, "Speed"): the parts both sides run,
 ``h_s``, the context and the entropy parameters, compute the scale-table indices. Encoder and
@@ -15,6 +17,8 @@ ONNX Runtime's kernels do not round like PyTorch's (oneDNN) ones, so a scale nea
 boundary could get another index and the stream would not decode. They run in PyTorch, on one
 thread, exactly as in ``compress``. The synthesis only turns decoded symbols into pixels: its
 ONNX Runtime output equals PyTorch's up to float rounding (within one 8-bit level; tested).
+The encoder-only parts only decide which symbols are coded: a stream their ONNX Runtime
+form writes is an ordinary stream, decoded by either backend.
 
 Each export is checked before it is written: the graphs are traced at one size and run by
 ONNX Runtime at another, against the PyTorch inference form.
@@ -32,8 +36,8 @@ import torch.nn as nn
 
 from codec.inference import inference_copy
 
-__all__ = ["ExportError", "export_onnx", "onnx_graphs", "onnxruntime_codec", "OrtPart", "decoder_only_parts",
-           "PYTORCH_PARTS_REASON", "MANIFEST_FORMAT", "OPSET"]
+__all__ = ["ExportError", "export_onnx", "onnx_graphs", "onnxruntime_codec", "OrtPart", "side_parts",
+           "PYTORCH_PARTS_REASON", "MANIFEST_FORMAT", "OPSET", "SIDES"]
 
 MANIFEST_FORMAT = "vmuc-lite-onnx/1"
 OPSET = 17
@@ -50,8 +54,13 @@ class ExportError(RuntimeError):
     """An export or an exported folder that cannot be used; the message says why."""
 
 
-def decoder_only_parts(model) -> list[str]:
-    return [name for name, side in model.parts.items() if side.value == "decoder"]
+#: the sides whose one-side parts are exported, decoder first
+SIDES = ("decoder", "encoder")
+
+
+def side_parts(model, side: str) -> list[str]:
+    """The parts only ``side`` ("decoder" or "encoder") runs."""
+    return [name for name, s in model.parts.items() if s.value == side]
 
 
 def weights_digest(model) -> str:
@@ -67,15 +76,16 @@ def _sample_size(model, scale: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def _part_inputs(model, size: tuple[int, int]) -> dict[str, tuple[torch.Tensor, ...]]:
-    """The positional inputs each decoder-only part receives in a decode of ``size``
-    (all-zero symbols, so no bitstream is needed)."""
+def _part_inputs(model, size: tuple[int, int], side: str) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The positional inputs each part only ``side`` runs receives when coding an image of the
+    padded ``size``: a decode of all-zero symbols (no bitstream needed), or an encode of a
+    smooth random image."""
     from codec.base import coding_threads
-    from codec.coding import SymbolReplay
+    from codec.coding import SymbolRecorder, SymbolReplay
 
     captured: dict[str, tuple[torch.Tensor, ...]] = {}
     handles = []
-    for name in decoder_only_parts(model):
+    for name in side_parts(model, side):
         def hook(module, args, kwargs, name=name):
             if kwargs or not all(torch.is_tensor(a) for a in args):
                 raise ExportError(f"{model.registry_name}.{name} is called with non-tensor or keyword "
@@ -84,7 +94,12 @@ def _part_inputs(model, size: tuple[int, int]) -> dict[str, tuple[torch.Tensor, 
         handles.append(getattr(model, name).register_forward_pre_hook(hook, with_kwargs=True))
     try:
         with coding_threads(), model.at_rate(model.default_rate()):
-            model.decoder_pass(SymbolReplay.zeros(), size)
+            if side == "decoder":
+                model.decoder_pass(SymbolReplay.zeros(), size)
+            else:
+                g = torch.Generator().manual_seed(0)
+                low = torch.rand(1, 3, size[0] // 8, size[1] // 8, generator=g)
+                model.encoder_pass(torch.nn.functional.interpolate(low, size=size, mode="bilinear"), SymbolRecorder())
     finally:
         for h in handles:
             h.remove()
@@ -139,21 +154,21 @@ class OrtPart(nn.Module):
         return f"{self.name!r}, onnxruntime"
 
 
-def onnx_graphs(model, check: bool = True) -> tuple[dict[str, bytes], dict]:
-    """Export the decoder-only parts of ``model``'s inference form; -> (graphs, manifest)."""
+def onnx_graphs(model, check: bool = True, sides: tuple[str, ...] = SIDES) -> tuple[dict[str, bytes], dict]:
+    """Export the one-side parts of ``sides`` of ``model``'s inference form; -> (graphs, manifest)."""
     folded = inference_copy(model)
-    parts = decoder_only_parts(folded)
-    if not parts:
+    if not side_parts(folded, "decoder"):
         raise ExportError(f"{model.registry_name} declares no decoder-only part to export")
     traced_at, checked_at = _sample_size(folded, 2), _sample_size(folded, 3)
-    args = _part_inputs(folded, traced_at)
     graphs, entries = {}, {}
-    for name in parts:
-        if name not in args:
-            raise ExportError(f"{model.registry_name}.{name} is a decoder part but the decoder pass never called it")
-        graphs[name], inputs, outputs = _export_part(getattr(folded, name), args[name])
-        entries[name] = {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs,
-                         "input_shapes_at_trace": [list(a.shape) for a in args[name]]}
+    for side in sides:
+        args = _part_inputs(folded, traced_at, side)
+        for name in side_parts(folded, side):
+            if name not in args:
+                raise ExportError(f"{model.registry_name}.{name} is an {side} part but the {side} pass never called it")
+            graphs[name], inputs, outputs = _export_part(getattr(folded, name), args[name])
+            entries[name] = {"file": f"{name}.onnx", "side": side, "inputs": inputs, "outputs": outputs,
+                             "input_shapes_at_trace": [list(a.shape) for a in args[name]]}
     manifest = {
         "format": MANIFEST_FORMAT, "codec": model.registry_name, "config": model.config,
         "config_hash": model.config_hash().hex(), "weights": weights_digest(model), "opset": OPSET,
@@ -170,7 +185,9 @@ def onnx_graphs(model, check: bool = True) -> tuple[dict[str, bytes], dict]:
 @torch.no_grad()
 def _check(folded, graphs: dict[str, bytes], entries: dict, size: tuple[int, int]) -> dict[str, float]:
     """Run each graph at another size than it was traced at, against the PyTorch form."""
-    args = _part_inputs(folded, size)
+    args = {}
+    for side in dict.fromkeys(entry["side"] for entry in entries.values()):
+        args.update(_part_inputs(folded, size, side))
     diffs = {}
     for name, graph in graphs.items():
         ort_out = OrtPart(name, _session(graph, 1), entries[name]["inputs"])(*args[name])
@@ -189,7 +206,7 @@ def _check(folded, graphs: dict[str, bytes], entries: dict, size: tuple[int, int
 
 
 def export_onnx(model, out_dir: str | Path, fmt: str = "onnx") -> dict:
-    """Write the decoder-only graphs and ``manifest.json`` into ``out_dir``; returns the manifest."""
+    """Write the one-side graphs and ``manifest.json`` into ``out_dir``; returns the manifest."""
     if fmt != "onnx":
         raise ExportError(f"export format {fmt!r} is not supported; use 'onnx'")
     out = Path(out_dir)
@@ -203,7 +220,7 @@ def export_onnx(model, out_dir: str | Path, fmt: str = "onnx") -> dict:
     return manifest
 
 
-def _load_dir(model, folder: str | Path) -> tuple[dict[str, Path], dict]:
+def _load_dir(model, folder: str | Path, sides: tuple[str, ...]) -> tuple[dict[str, Path], dict]:
     folder = Path(folder)
     path = folder / "manifest.json"
     if not path.is_file():
@@ -222,7 +239,7 @@ def _load_dir(model, folder: str | Path) -> tuple[dict[str, Path], dict]:
     if manifest.get("weights") != weights_digest(model):
         raise ExportError(f"{folder} was exported from other weights than this checkpoint's: export it again")
     files = {}
-    for name in decoder_only_parts(model):
+    for name in [n for side in sides for n in side_parts(model, side)]:
         entry = manifest.get("parts", {}).get(name)
         if entry is None or not (folder / entry["file"]).is_file():
             raise ExportError(f"{folder} lacks the graph of {name}: export it again")
@@ -230,14 +247,18 @@ def _load_dir(model, folder: str | Path) -> tuple[dict[str, Path], dict]:
     return files, manifest
 
 
-def onnxruntime_codec(model, onnx_dir: str | Path | None = None, threads: int = 1):
-    """``model``'s inference form with its decoder-only parts run by ONNX Runtime (graphs from
-    ``onnx_dir``, checked against the model, or exported in memory); the parts both sides
+def onnxruntime_codec(model, onnx_dir: str | Path | None = None, threads: int = 1,
+                      sides: tuple[str, ...] = ("decoder",)):
+    """``model``'s inference form with the parts only ``sides`` run by ONNX Runtime (graphs
+    from ``onnx_dir``, checked against the model, or exported in memory); the parts both sides
     run stay in PyTorch. ``threads``: ONNX Runtime's intra-op threads."""
+    unknown = set(sides) - set(SIDES)
+    if unknown:
+        raise ExportError(f"sides {sorted(unknown)} unknown; use {', '.join(SIDES)}")
     if onnx_dir is None:
-        graphs, manifest = onnx_graphs(model, check=False)
+        graphs, manifest = onnx_graphs(model, check=False, sides=tuple(sides))
     else:
-        graphs, manifest = _load_dir(model, onnx_dir)
+        graphs, manifest = _load_dir(model, onnx_dir, tuple(sides))
     out = inference_copy(model)
     for name, graph in graphs.items():
         setattr(out, name, OrtPart(name, _session(graph, threads), manifest["parts"][name]["inputs"]))

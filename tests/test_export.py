@@ -42,7 +42,9 @@ def test_export_writes_decoder_graphs_with_dynamic_size_and_a_manifest(exported)
     import onnx
 
     model, folder, manifest = exported
-    assert sorted(p.name for p in folder.iterdir()) == ["g_s.onnx", "manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["g_a.onnx", "g_s.onnx", "h_a.onnx", "manifest.json"]
+    sides = {p: e["side"] for p, e in manifest["parts"].items()}
+    assert sides == {"g_s": "decoder", "g_a": "encoder", "h_a": "encoder"}
     assert json.loads((folder / "manifest.json").read_text()) == manifest
     assert manifest["codec"] == "student_tiny" and manifest["config_hash"] == model.config_hash().hex()
     assert sorted(manifest["pytorch_parts"]) == ["context", "entropy_parameters", "h_s"]
@@ -73,6 +75,19 @@ def test_other_families_export_and_decode(name, smooth_image):
     a = to_uint8(model.decompress(data)).astype(int)
     b = to_uint8(ort_model.decompress(data)).astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["student_tiny", "vmuc_tiny"])
+def test_an_onnxruntime_encoder_writes_ordinary_streams(name, smooth_image):
+    """The encoder-only parts through ONNX Runtime: the stream decodes with the plain PyTorch
+    model (symbol CRC), to nearly the image the PyTorch encoder's stream gives."""
+    model = _model(name)
+    encoder = onnxruntime_codec(model, sides=("encoder",))
+    assert type(encoder.h_s) is type(model.h_s)  # both sides' parts stay PyTorch
+    x = smooth_image(96, 80, seed=6)
+    ours = to_uint8(model.decompress(encoder.compress(x))).astype(int)
+    theirs = to_uint8(model.decompress(model.compress(x))).astype(int)
+    assert np.mean(ours != theirs) < 0.05  # a latent within float error of a rounding boundary may flip
 
 
 def test_a_folder_from_other_weights_or_no_folder_is_refused(exported, tmp_path):
@@ -121,6 +136,9 @@ def test_cli_export_and_decode_a_stream_made_in_another_process(tmp_path, smooth
     assert main(["decompress", stream, str(tmp_path / "a.png"), "--checkpoint", ckpt]) == 0
     assert main(["decompress", stream, str(tmp_path / "b.png"), "--checkpoint", ckpt, "--backend", "onnxruntime",
                  "--onnx", str(tmp_path / "onnx")]) == 0
+    assert main(["compress", str(tmp_path / "a.png"), str(tmp_path / "c.bin"), "--checkpoint", ckpt, "--backend",
+                 "onnxruntime", "--onnx", str(tmp_path / "onnx")]) == 0
+    assert main(["decompress", str(tmp_path / "c.bin"), str(tmp_path / "c.png"), "--checkpoint", ckpt]) == 0
     plain = to_uint8(model.decompress((tmp_path / "m.bin").read_bytes())).astype(int)
     for png in ("a.png", "b.png"):
         assert np.abs(read_image(tmp_path / png).astype(int) - plain).max() <= 1
