@@ -264,6 +264,10 @@ def speed(results: Path) -> str:
     return "\n".join(out)
 
 
+SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
+            "variable-rate": variable_rate, "speed": speed}
+
+
 def update(readme: Path, results: Path) -> list[str]:
     text = readme.read_text()
     done = []
