@@ -207,7 +207,8 @@ def speed(results: Path) -> str:
     load = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
     out = [f"`{blob['command']}` ({blob['date']}): {blob['threads']} thread(s), {ev['count']} image(s) "
            f"{', '.join(sizes)} from `{ev['dir']}`, one warm-up round then {blob['rounds']} interleaved rounds, "
-           f"median per codec; {blob['cpus']} CPUs ({blob['machine']}), load average (1 / 5 / 15 min) "
+           f"median per codec; the process could use {blob.get('cpu_affinity') or blob['cpus']} of {blob['cpus']} CPUs "
+           f"({blob['machine']}); load average (1 / 5 / 15 min) "
            f"{load(blob['load_average_before'])} before and {load(blob['load_average_after'])} after. "
            f"Learned codecs code with their inference form, in PyTorch or with their one-side parts in ONNX "
            f"Runtime; `untrained` ones have random weights (their neural time is the trained layers', their rate and "
