@@ -1,7 +1,11 @@
 """``python -m codec compress IN OUT.bin --checkpoint CKPT [--rate R] [--overfit-steps N [--overfit-lr LR]]``
 ``[--backend pytorch|onnxruntime [--onnx DIR]]`` /
 ``python -m codec decompress IN.bin OUT.png --checkpoint CKPT [--backend pytorch|onnxruntime [--onnx DIR]]`` /
-``python -m codec export --checkpoint CKPT --format onnx OUT_DIR``.
+``python -m codec export --checkpoint CKPT --format onnx OUT_DIR`` /
+``python -m codec ship --checkpoint CKPT`` (the default model).
+
+Without ``--checkpoint``, ``compress`` uses the shipped default model and ``decompress`` the
+shipped model that the stream's header names (codec.default).
 
 Coding runs the checkpoint's inference form (codec.inference: layers of the one-side parts
 folded at load time); ``--backend onnxruntime`` runs the parts only that side runs with ONNX
@@ -46,7 +50,12 @@ def _compress(args) -> str:
     if steps and args.backend != "pytorch":
         raise ValueError("--overfit-steps optimizes through PyTorch; leave --backend at pytorch")
     rgb = read_image(args.input)
-    model, blob = load_checkpoint(args.checkpoint)
+    if args.checkpoint is None:  # the shipped default model (codec.default)
+        from codec.default import default_model
+
+        model, blob = default_model()
+    else:
+        model, blob = load_checkpoint(args.checkpoint)
     rate = model.check_rate(args.rate) if args.rate is not None or model.rate_points is None else model.default_rate()
     x = to_tensor(rgb)
     if steps:
@@ -90,7 +99,13 @@ def _decompress(args) -> str:
         raise ValueError(f"output {out} must be a .png file (decoded images are written as PNG)")
     _check_backend_args(args)
     data = Path(args.input).read_bytes()
-    model, _ = load_checkpoint(args.checkpoint)
+    if args.checkpoint is None:  # the shipped model that made the stream (codec.default)
+        from codec.bitstream import unpack
+        from codec.default import model_for_stream
+
+        model = model_for_stream(unpack(data)[0])
+    else:
+        model, _ = load_checkpoint(args.checkpoint)
     if args.backend == "onnxruntime":
         from codec.export import onnxruntime_codec
 
@@ -118,13 +133,23 @@ def _export(args) -> str:
             f"kept in PyTorch: {kept}")
 
 
+def _ship(args) -> str:
+    from codec.default import DEFAULT_CHECKPOINT, ship
+
+    out = Path(args.output) if args.output else DEFAULT_CHECKPOINT
+    path, wh = ship(args.checkpoint, out)
+    return (f"{path}: {path.stat().st_size / 1e6:.2f} MB, float16 weights of {args.checkpoint}; its streams name "
+            f"weights {wh.hex()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codec", description="Code images with a trained vmuc-lite checkpoint.")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compress", help="image (PNG/JPEG/PPM/WebP) -> bitstream")
     c.add_argument("input")
     c.add_argument("output")
-    c.add_argument("--checkpoint", required=True, help="checkpoint written by training (last.ckpt)")
+    c.add_argument("--checkpoint", default=None,
+                   help="checkpoint written by training (last.ckpt); default: the shipped model (codec.default)")
     c.add_argument("--rate", type=float, default=None,
                    help="variable-rate models: R in [0, K-1], integers are the trained rate points "
                         "(default: the middle trained point); fixed-rate models take none")
@@ -148,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("decompress", help="bitstream -> PNG")
     d.add_argument("input")
     d.add_argument("output")
-    d.add_argument("--checkpoint", required=True, help="the checkpoint the bitstream was made with")
+    d.add_argument("--checkpoint", default=None,
+                   help="the checkpoint the bitstream was made with; default: the shipped model the header names")
     d.add_argument("--backend", choices=BACKENDS, default="pytorch",
                    help="what runs the decoder-only parts (the synthesis); the parts both sides run stay in "
                         "PyTorch for bit-exact scale indices (default: pytorch)")
@@ -159,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("output", metavar="OUT_DIR")
     e.add_argument("--checkpoint", required=True, help="checkpoint written by training (last.ckpt)")
     e.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="graph format (onnx)")
+    s = sub.add_parser("ship", help="checkpoint -> the shipped default model (float16 weights, codec/assets)")
+    s.add_argument("output", nargs="?", default=None, help="default: codec/assets/default.ckpt")
+    s.add_argument("--checkpoint", required=True, help="the trained checkpoint to ship")
     args = parser.parse_args(argv)
 
     from codec.bitstream import BitstreamError
@@ -166,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from codec.image import ImageReadError
 
     try:
-        msg = {"compress": _compress, "decompress": _decompress, "export": _export}[args.command](args)
+        msg = {"compress": _compress, "decompress": _decompress, "export": _export, "ship": _ship}[args.command](args)
     except (BitstreamError, CheckpointError, ImageReadError, ValueError, OSError, RuntimeError) as e:
         where = getattr(e, "filename", None)
         text = str(e).splitlines()[0] if str(e) else type(e).__name__

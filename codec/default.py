@@ -53,11 +53,13 @@ def load_shipped(path: str | Path = DEFAULT_CHECKPOINT) -> tuple[Codec, dict]:
 
 
 def default_model() -> tuple[Codec, dict]:
-    return load_shipped(DEFAULT_CHECKPOINT)
+    return load_shipped(DEFAULT_CHECKPOINT)  # read at call time: tests point it elsewhere
 
 
-def model_for_stream(header: Header, assets: Path = ASSETS) -> Codec:
-    """The shipped model that made a stream, by codec id, config hash and weights hash."""
+def model_for_stream(header: Header, assets: Path | None = None) -> Codec:
+    """The shipped model that made a stream, by codec id, config hash and weights hash (among
+    the checkpoints in ``assets``, default :data:`ASSETS`)."""
+    assets = ASSETS if assets is None else assets
     from codec.checkpoint import read_checkpoint
     from codec.registry import config_hash
 

@@ -75,3 +75,37 @@ def test_a_stream_of_a_model_not_shipped_is_a_clear_error(shipped, smooth_image,
 def test_no_shipped_model_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="ships none"):
         load_shipped(tmp_path / "none.ckpt")
+
+
+def test_cli_codes_with_the_shipped_model_and_no_checkpoint_argument(shipped, smooth_image, tmp_path, monkeypatch,
+                                                                      capsys):
+    import codec.default
+    from codec.__main__ import main
+    from codec.image import read_image, to_uint8, write_png
+
+    _, path, wh, assets = shipped
+    monkeypatch.setattr(codec.default, "ASSETS", assets)
+    monkeypatch.setattr(codec.default, "DEFAULT_CHECKPOINT", path)
+    write_png(tmp_path / "in.png", to_uint8(smooth_image(48, 64)))
+    assert main(["compress", str(tmp_path / "in.png"), str(tmp_path / "a.bin")]) == 0
+    header, _ = unpack((tmp_path / "a.bin").read_bytes())
+    assert header.weights_hash == wh and header.rate == 1.0  # the middle of the two points
+    assert main(["decompress", str(tmp_path / "a.bin"), str(tmp_path / "a.png")]) == 0
+    from codec.inference import inference_copy
+
+    model, _ = load_shipped(path)
+    ref = inference_copy(model).decompress((tmp_path / "a.bin").read_bytes())  # what the CLI decodes with
+    assert (read_image(tmp_path / "a.png") == to_uint8(ref)).all()
+    capsys.readouterr()
+    # a stream from a model that is not shipped: a one-line error naming it, no output
+    other = create_codec("student_tiny", **tiny_config("student_tiny")).eval()
+    save_checkpoint(tmp_path / "other.ckpt", other)
+    assert main(["compress", str(tmp_path / "in.png"), str(tmp_path / "b.bin"), "--checkpoint",
+                 str(tmp_path / "other.ckpt")]) == 0
+    assert main(["decompress", str(tmp_path / "b.bin"), str(tmp_path / "b.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'student_tiny'" in err[0] and "--checkpoint" in err[0]
+    assert not (tmp_path / "b.png").exists()
+    # shipping a checkpoint through the CLI
+    assert main(["ship", str(tmp_path / "shipped2.ckpt"), "--checkpoint", str(tmp_path / "other.ckpt")]) == 0
+    assert "float16" in capsys.readouterr().out
