@@ -240,6 +240,8 @@ def _point_label(result: dict, point: dict) -> str:
     path = Path(point.get("checkpoint", "?"))
     names = [Path(p.get("checkpoint", "?")).name for p in result["rate_points"]]
     name = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"  # run dirs of last.ckpt
+    if point.get("rate") is not None:  # one checkpoint, several rates (variable rate)
+        name = f"{name} @ rate {point['rate']:g}"
     lm = point.get("lmbda")
     return f"{name} (λ={lm:g})" if isinstance(lm, (int, float)) else name
 

@@ -1,6 +1,6 @@
 """The three commands, as Hydra apps over the package configs ``conf/{profile,gate,zoo}.yaml``::
 
-    python -m profiling codec=NAME [resolution=WxH] [checkpoint=PATH] [codec.KEY=VALUE ...]
+    python -m profiling codec=NAME [resolution=WxH] [checkpoint=PATH] [rates=[R,...]] [codec.KEY=VALUE ...]
     python -m profiling.gate codec=STUDENT teacher=TEACHER [target=35] [+teacher_config.KEY=VALUE] [encoder.overfit_steps=N]
     python -m profiling.zoo teacher=TEACHER [students=[NAME,...]] [resolution=WxH]
 
@@ -28,7 +28,7 @@ from profiling.counter import DEFAULT_RESOLUTION, ProfileError, codec_label, pro
 from profiling.report import format_gate, format_profile, format_zoo, zoo_markdown
 from profiling.verdict import gate
 
-__all__ = ["parse_resolution", "teacher_codec", "run_profile", "run_gate", "run_zoo",
+__all__ = ["parse_resolution", "teacher_codec", "profile_rates", "run_profile", "run_gate", "run_zoo",
            "profile_app", "gate_app", "zoo_app"]
 
 
@@ -54,6 +54,10 @@ def parse_resolution(value: Any) -> tuple[int, int]:
 def _set_threads(cfg: DictConfig) -> None:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -83,9 +87,19 @@ def teacher_codec(cfg: DictConfig) -> Codec:
     return codec_from_config(OmegaConf.to_container(root["_teacher_codec"], resolve=True))
 
 
-def _profile(codec: Codec, cfg: DictConfig, strict: bool) -> dict:
+def _profile(codec: Codec, cfg: DictConfig, strict: bool, **kwargs) -> dict:
     return profile_codec(codec, parse_resolution(cfg.get("resolution")), wall_runs=int(cfg.get("wall_runs", 0)),
-                         strict=strict)
+                         strict=strict, **kwargs)
+
+
+def profile_rates(codec: Codec, rates: Any = None) -> list[float]:
+    """The rates ``python -m profiling`` reports one by one: ``rates`` as given (each checked
+    by the codec), or, when None, every trained rate of a codec whose MACs depend on its rate
+    (``Codec.cost_depends_on_rate``: toderici's iteration count) and none otherwise."""
+    if rates is None:
+        return list(codec.trained_rates()) if getattr(codec, "cost_depends_on_rate", False) else []
+    rates = [rates] if isinstance(rates, (int, float, str)) else list(rates)
+    return [codec.check_rate(r) for r in rates]
 
 
 def _overfit_steps(cfg: DictConfig) -> int:
@@ -113,13 +127,23 @@ def _add_overfit(profile: dict, codec: Codec, cfg: DictConfig) -> None:
         rate=profile.get("rate"), loss_cfg=loss_cfg, wall_runs=int(cfg.get("wall_runs", 0)))
 
 
-def run_profile(cfg: DictConfig, output_dir: str | os.PathLike) -> dict:
+def run_profile(cfg: DictConfig, output_dir: str | os.PathLike, command: str | None = None) -> dict:
     _set_threads(cfg)
     _overfit_steps(cfg)
     codec = load_codec(cfg.codec, cfg.get("checkpoint"))
-    profile = _profile(codec, cfg, bool(cfg.get("strict", False)))
+    strict = bool(cfg.get("strict", False))
+    profile = _profile(codec, cfg, strict)
     profile["checkpoint"] = cfg.get("checkpoint")
+    if command:
+        profile["command"] = command
     _add_overfit(profile, codec, cfg)
+    rates = profile_rates(codec, _plain(cfg.get("rates")))
+    if rates:  # kMAC/px per rate (docs/DESIGN.md, rule 4: a part run k times counts k times)
+        profile["by_rate"] = []
+        for rate in rates:
+            at = _profile(codec, cfg, strict, rate=rate)
+            profile["by_rate"].append({"rate": rate, **{side: at[side] for side in ("encoder", "decoder")},
+                                       "problems": at["problems"]})
     print(format_profile(profile))
     _write_json(Path(output_dir) / "profile.json", profile)
     print(f"wrote {Path(output_dir) / 'profile.json'}")
@@ -220,7 +244,7 @@ def _command(module: str) -> str:
 
 @hydra.main(version_base=None, config_path="pkg://conf", config_name="profile")
 def profile_app(cfg: DictConfig) -> None:
-    run_profile(cfg, _run_dir())
+    run_profile(cfg, _run_dir(), _command("profiling"))
 
 
 @hydra.main(version_base=None, config_path="pkg://conf", config_name="gate")

@@ -439,9 +439,11 @@ def profile_codec(
                     sides[side].update(times[side])
     finally:
         codec.train(was_training)
-    if rate is not None:
+    if rate is not None and codec.gain_channels is not None and codec.rates is not None:
         notes.append(f"variable rate: profiled at rate {rate:g}; the gain units' per-channel scaling of y and "
                      f"y_hat is elementwise work, free under the counting rules (docs/DESIGN.md)")
+    elif rate is not None:
+        notes.append(f"variable rate: profiled at rate {rate:g}")
     return {
         "codec": codec.registry_name,
         "label": codec_label(codec),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from profiling.counter import SIDES
 
-__all__ = ["format_table", "format_profile", "format_overfit", "format_gate", "format_zoo", "zoo_markdown"]
+__all__ = ["format_table", "format_profile", "format_overfit", "format_rates", "format_gate", "format_zoo", "zoo_markdown"]
 
 
 def format_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -56,7 +56,22 @@ def format_profile(profile: dict) -> str:
         lines.append(f"note: {note}")
     if profile.get("encoder_overfit"):
         lines.append(format_overfit(profile["encoder_overfit"]))
+    if profile.get("by_rate"):
+        lines += ["", format_rates(profile)]
     return "\n".join(lines)
+
+
+def format_rates(profile: dict) -> str:
+    """kMAC/px per side and calls per part at each rate of ``profile["by_rate"]``."""
+    parts = list(dict.fromkeys(p for row in profile["by_rate"] for side in SIDES for p in row[side]["parts"]))
+    rows = []
+    for row in profile["by_rate"]:
+        enc, dec = row["encoder"], row["decoder"]
+        calls = [f"{enc['parts'].get(p, {}).get('calls', 0)}/{dec['parts'].get(p, {}).get('calls', 0)}" for p in parts]
+        timing = [_f(s["wall_ms"], 1) if s["wall_ms"] is not None else "-" for s in (enc, dec)]
+        rows.append([f"{row['rate']:g}", _f(enc["kmac_per_px"]), _f(dec["kmac_per_px"]), *calls, *timing])
+    return "per rate:\n" + format_table(["rate", "encoder kMAC/px", "decoder kMAC/px",
+                                         *(f"{p} calls enc/dec" for p in parts), "encoder ms", "decoder ms"], rows)
 
 
 def format_overfit(entry: dict) -> str:
