@@ -265,8 +265,106 @@ def speed(results: Path) -> str:
     return "\n".join(out)
 
 
-SECTIONS = {"teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
-            "variable-rate": variable_rate, "speed": speed}
+def overfit(results: Path) -> str:
+    """Latent overfitting (codec.overfit): each ``+overfit N`` curve against its feed-forward one
+    (results/overfit/bench/overfit.json from ``python -m bench ... overfit_steps=[...]``), the
+    encoder's kMAC/px with N steps (results/overfit/profile/*/profile.json), and the tuning on
+    training images (results/overfit/tune_*.json)."""
+    from profiling.overfit import overfit_encoder_kmac
+
+    base = results / "overfit"
+    table = _load(base / "bench" / "overfit.json")
+    if not table or not table.get("rows"):
+        return "_no overfitting results yet: `python -m bench ... overfit_steps=[100,500] out_dir=results/overfit/bench`_"
+    curves = {}
+    for path in sorted((base / "bench").glob("*.json")):
+        blob = _load(path)
+        if isinstance(blob, dict) and blob.get("format", "").startswith("vmuc-lite-bench"):
+            curves[blob["name"]] = blob
+    out = []
+    for name in dict.fromkeys(row["base"] for row in table["rows"]):
+        rows = [r for r in table["rows"] if r["base"] == name]
+        ev = curves[rows[0]["name"]]["eval_set"]
+        cmd = curves[rows[0]["name"]]["command"]
+        out += [f"`{name}`, the first {ev['count']} images of `{ev['dir']}` ({', '.join(ev['names'])}); real "
+                f"bitstreams, 1 thread, encode time per image includes the overfitting (`{cmd}`):", "",
+                "| N | method | lr | BD-rate PSNR-YCbCr vs N=0 | BD-rate PSNR-RGB vs N=0 | encode s/image (median) |",
+                "|---:|---|---:|---:|---:|---:|",
+                f"| 0 | feed-forward | | | | {rows[0]['encode_median_s_feed_forward']:.2f} |"]
+        for r in rows:
+            bd = lambda c: "n/a (1 rate point)" if c["value"] is None else f"{c['value']:+.2f} %"  # noqa: E731
+            out.append(f"| {r['steps']} | {r['method']} | {r['lr']:g} | {bd(r['bd_rate_psnr_ycbcr_pchip'])} | "
+                       f"{bd(r['bd_rate_psnr_rgb_pchip'])} | {r['encode_median_s']:.2f} |")
+        out += ["", "| rate point (lambda) | N | bpp | dbpp | dPSNR-YCbCr (dB) | dPSNR-RGB (dB) | RD loss | vs N=0 |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            for p in r["points"]:
+                lm = p["rate_point"].get("lmbda")
+                rd = "n/a" if p["rd_loss"] is None else f"{p['rd_loss']:.4f}"
+                drd = "n/a" if p["d_rd_loss_percent"] is None else f"{p['d_rd_loss_percent']:+.2f} %"
+                out.append(f"| {'' if lm is None else f'{lm:g}'} | {r['steps']} | {p['bpp']:.4f} | "
+                           f"{p['d_bpp_percent']:+.2f} % | {p['d_psnr_ycbcr']:+.3f} | {p['d_psnr_rgb']:+.3f} | {rd} | {drd} |")
+        out.append("")
+    profiles = [(d.name, _load(d / "profile.json")) for d in sorted((base / "profile").glob("*")) if d.is_dir()]
+    profiles = [(n, p) for n, p in profiles if p and p.get("encoder_overfit")]
+    if profiles:
+        steps = sorted({0, 100, *(p["encoder_overfit"]["steps"] for _, p in profiles)})
+        w, h = profiles[0][1]["resolution"]
+        out += [f"Encoder kMAC/px with N overfitting steps at {w}x{h} (`python -m profiling checkpoint=... "
+                f"encoder.overfit_steps=N`; a step is counted with torch.utils.flop_counter, forward and backward; "
+                f"the gate judges N = 0):", "",
+                "| model | step = forward + backward | " + " | ".join(f"N = {n}" for n in steps) + " | decoder |",
+                "|---|---:|" + "---:|" * (len(steps) + 1)]
+        for n, p in profiles:
+            e = p["encoder_overfit"]
+            out.append(f"| `{n}` | {e['step_kmac_per_px']:.2f} = {e['step_forward_kmac_per_px']:.2f} + "
+                       f"{e['step_backward_kmac_per_px']:.2f} | "
+                       + " | ".join(f"{overfit_encoder_kmac(e, s):.1f}" for s in steps)
+                       + f" | {p['decoder']['kmac_per_px']:.2f} |")
+        out.append("")
+    tunes = [_load(p) for p in sorted(base.glob("tune_*.json"))]
+    tunes = [t for t in tunes if t]
+    if tunes:
+        out += ["Defaults chosen on training images, never the eval set: mean change of the real RD loss "
+                "(bytes and 8-bit decode) per method:lr:", ""]
+        for t in tunes:
+            steps = t["rows"][0]["steps"]
+            cells = ", ".join(f"{k} {v:+.1%}" for k, v in t["mean_rd_loss_change"].items())
+            out.append(f"- N = {steps}, {len({r['image'] for r in t['rows']})} images: {cells} (`{t['command']}`)")
+    return "\n".join(out).strip()
+
+
+def default_model(results: Path) -> str:
+    """What the shipped default model is (codec/assets/default.ckpt) and where it stands on the
+    eval set (its bench curve, results/bench/default_model.json, with BD-rates in bd.json)."""
+    import torch
+
+    from codec.default import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.exists():
+        return "_no default model shipped yet: `python -m codec ship --checkpoint CKPT`_"
+    blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    meta, cfg = blob.get("meta") or {}, blob["config"]
+    trained = meta.get("trained") or {}
+    steps = (trained.get("trainer") or {}).get("max_steps")
+    text = (f"The default model is `{blob['codec']}`" + (f" with {len(cfg['rates'])} rate points (betas "
+            f"{', '.join(f'{r:g}' for r in cfg['rates'])})" if cfg.get("rates") else "") +
+            f", {DEFAULT_CHECKPOINT.stat().st_size / 1e6:.1f} MB of float16 weights, trained for {steps} steps on "
+            f"this project's 2-core CPU (`{meta.get('source')}`).")
+    if cfg.get("rates"):
+        text += f" `--rate R` takes R in [0, {len(cfg['rates']) - 1}]; the default is {len(cfg['rates']) // 2}."
+    bench = _load(results / "bench" / "default_model.json")
+    if bench:
+        r = bench["results"]
+        text += (f" On the eval images it spans {min(r['psnr-rgb']):.2f} to {max(r['psnr-rgb']):.2f} dB PSNR-RGB at "
+                 f"{min(r['bpp']):.3f} to {max(r['bpp']):.3f} bpp (`{bench.get('command', '')}`; BD-rates against "
+                 f"JPEG, WebP and AVIF in the benchmark report).")
+    return text
+
+
+SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
+            "variable-rate": variable_rate, "speed": speed,
+            "overfit": overfit}
 
 
 def update(readme: Path, results: Path) -> list[str]:
