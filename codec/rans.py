@@ -95,9 +95,10 @@ def content_digest(tensors: Iterable[torch.Tensor]) -> bytes:
     """16-byte digest of the shapes, dtypes and values of ``tensors``."""
     h = hashlib.blake2b(digest_size=16)
     for t in tensors:
-        a = t.detach().to("cpu").contiguous()
+        a = t.detach()
+        a = (a if a.device.type == "cpu" else a.cpu()).contiguous()
         h.update(f"{tuple(a.shape)}{a.dtype};".encode())
-        h.update(a.numpy().tobytes())
+        h.update(memoryview(a.numpy()).cast("B"))
     return h.digest()
 
 
