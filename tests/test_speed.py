@@ -109,6 +109,8 @@ def test_scale_index_is_searchsorted_on_every_kind_of_float(table):
     ]).reshape(1, -1, 1, 1)
     reference = torch.searchsorted(t, values.contiguous(), right=False).clamp(0, len(t) - 1)
     assert torch.equal(conditional.scale_index(values), reference)
+    traced = torch.jit.trace(lambda v: conditional.scale_index(v), (values,), check_trace=False)  # as the profiler
+    assert torch.equal(traced(values), reference)
 
 
 @pytest.mark.parametrize("bound", [1, 9, 300, rans.MAX_TABLE_BOUND + 1], ids=lambda b: f"bound{b}")
