@@ -270,6 +270,8 @@ def overfit(results: Path) -> str:
     (results/overfit/bench/overfit.json from ``python -m bench ... overfit_steps=[...]``), the
     encoder's kMAC/px with N steps (results/overfit/profile/*/profile.json), and the tuning on
     training images (results/overfit/tune_*.json)."""
+    from omegaconf import OmegaConf
+
     from profiling.overfit import overfit_encoder_kmac
 
     base = results / "overfit"
@@ -310,17 +312,22 @@ def overfit(results: Path) -> str:
     if profiles:
         steps = sorted({0, 100, *(p["encoder_overfit"]["steps"] for _, p in profiles)})
         w, h = profiles[0][1]["resolution"]
-        out += [f"Encoder kMAC/px with N overfitting steps at {w}x{h} (`python -m profiling checkpoint=... "
-                f"encoder.overfit_steps=N`; a step is counted with torch.utils.flop_counter, forward and backward; "
-                f"the gate judges N = 0):", "",
-                "| model | step = forward + backward | " + " | ".join(f"N = {n}" for n in steps) + " | decoder |",
-                "|---|---:|" + "---:|" * (len(steps) + 1)]
+        out += [f"Encoder kMAC/px with N overfitting steps at {w}x{h} (feed-forward + N x step + overhead; a step "
+                f"is one real step counted with torch.utils.flop_counter, forward and backward; the gate judges "
+                f"N = 0); the decoder is unchanged:", "",
+                "| model | step = forward + backward | " + " | ".join(f"N = {n}" for n in steps)
+                + " | decoder | step wall ms (1 thread) | command |",
+                "|---|---:|" + "---:|" * (len(steps) + 2) + "---|"]
         for n, p in profiles:
             e = p["encoder_overfit"]
+            overrides = base / "profile" / n / ".hydra" / "overrides.yaml"
+            cmd = ("python -m profiling " + " ".join(str(o) for o in OmegaConf.load(overrides))) \
+                if overrides.exists() else ""
+            wall = "" if e.get("step_wall_ms") is None else f"{e['step_wall_ms']:.0f}"
             out.append(f"| `{n}` | {e['step_kmac_per_px']:.2f} = {e['step_forward_kmac_per_px']:.2f} + "
                        f"{e['step_backward_kmac_per_px']:.2f} | "
                        + " | ".join(f"{overfit_encoder_kmac(e, s):.1f}" for s in steps)
-                       + f" | {p['decoder']['kmac_per_px']:.2f} |")
+                       + f" | {p['decoder']['kmac_per_px']:.2f} | {wall} | `{cmd}` |")
         out.append("")
     tunes = [_load(p) for p in sorted(base.glob("tune_*.json"))]
     tunes = [t for t in tunes if t]
@@ -330,7 +337,8 @@ def overfit(results: Path) -> str:
         for t in tunes:
             steps = t["rows"][0]["steps"]
             cells = ", ".join(f"{k} {v:+.1%}" for k, v in t["mean_rd_loss_change"].items())
-            out.append(f"- N = {steps}, {len({r['image'] for r in t['rows']})} images: {cells} (`{t['command']}`)")
+            n = len({r["image"] for r in t["rows"]})
+            out.append(f"- N = {steps}, {n} training image{'s' if n > 1 else ''}: {cells} (`{t['command']}`)")
     return "\n".join(out).strip()
 
 
