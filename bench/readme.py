@@ -370,9 +370,64 @@ def default_model(results: Path) -> str:
     return text
 
 
+def toderici(results: Path) -> str:
+    """The recurrent baseline (codec.models.toderici): its training run, its RD curve beside JPEG
+    (one checkpoint, one point per iteration count K) and its kMAC/px at every K, from
+    results/toderici/{train/summary.json, bench/*.json, profile.json, profile_paper/profile.json}."""
+    base = results / "toderici"
+    run = _load(base / "train" / "summary.json")
+    if run is None:
+        return "_no toderici results yet: see README, Recurrent baseline_"
+    resumed = run.get("resumed_from") or 0
+    out = [f"Training, CPU (one thread on a 2-core machine shared with other jobs), {run['steps']} steps: "
+           f"`{run['command']}`"
+           + (f"; steps 0-{resumed} ran first under a longer `trainer.max_steps` and the command shown resumed them "
+              f"(same batches and learning rate as an uninterrupted run: the decay step lies after {resumed}); the "
+              f"resumed part took {run['seconds']:.0f} s" if resumed else f"; {run['seconds']:.0f} s")
+           + ". Validation with real bitstreams on the eval images at every K:", "",
+           "| K | bpp | PSNR-RGB (dB) | MS-SSIM |", "|---:|---:|---:|---:|"]
+    val = run.get("val") or {}
+    ks = sorted(int(k.split("@")[1]) for k in val if k.startswith("bpp@"))
+    for k in ks:
+        out.append(f"| {k} | {val[f'bpp@{k}']:.4f} | {val[f'psnr_rgb@{k}']:.2f} | {val[f'ms_ssim@{k}']:.4f} |")
+    curves = {}
+    for path in sorted((base / "bench").glob("*.json")):
+        blob = _load(path)
+        if isinstance(blob, dict) and str(blob.get("format", "")).startswith("vmuc-lite-bench"):
+            curves[blob["name"]] = blob
+    learned = [c for c in curves.values() if c["kind"] == "learned"]
+    if learned:
+        ev = learned[0]["eval_set"]
+        out += ["", f"RD on the {ev['count']} eval images (`{ev['dir']}`), real bytes, means over images "
+                f"(`{learned[0]['command']}`; report: `results/toderici/REPORT.md`). Decode ms: median wall time, "
+                f"1 thread, on a CPU shared with other jobs (the report says how busy it was):", "",
+                "| codec | rate point | bpp | PSNR-RGB (dB) | PSNR-YCbCr (dB) | MS-SSIM | decode ms |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for c in sorted(curves.values(), key=lambda c: c["kind"] != "learned"):
+            res = c["results"]
+            for i, point in enumerate(c["rate_points"]):
+                label = f"K={point['rate']:g}" if point.get("rate") is not None else f"q={point.get('quality')}"
+                out.append(f"| `{c['name']}` | {label} | {res['bpp'][i]:.4f} | {res['psnr-rgb'][i]:.2f} | "
+                           f"{res['psnr-ycbcr'][i]:.2f} | {res['ms-ssim-rgb'][i]:.4f} | "
+                           f"{1000 * res['decoding_time'][i]:.0f} |")
+    for run_dir, title in (("", "the trained model"), ("profile_paper", "the paper's widths")):
+        prof = _load(base / run_dir / "profile.json")
+        if not prof or not prof.get("by_rate"):
+            continue
+        w, h = prof["resolution"]
+        out += ["", f"kMAC/px at every K, {title} (`{prof['label']}`) at {w}x{h}"
+                + (f" (`{prof['command']} hydra.run.dir={(Path('results/toderici') / run_dir).as_posix()}`)"
+                   if prof.get("command") else "") + ":", "",
+                "| K | encoder kMAC/px | decoder kMAC/px | decoder calls of `g_s` |", "|---:|---:|---:|---:|"]
+        for row in prof["by_rate"]:
+            out.append(f"| {row['rate']:g} | {row['encoder']['kmac_per_px']:.2f} | {row['decoder']['kmac_per_px']:.2f} | "
+                       f"{row['decoder']['parts']['g_s']['calls']} |")
+    return "\n".join(out)
+
+
 SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
             "variable-rate": variable_rate, "speed": speed,
-            "overfit": overfit}
+            "overfit": overfit, "toderici": toderici}
 
 
 def update(readme: Path, results: Path) -> list[str]:
