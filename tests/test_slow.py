@@ -44,18 +44,24 @@ def photo(height: int, width: int) -> torch.Tensor:
     return to_tensor(np.array(im.crop((left, top, left + width, top + height))))
 
 
+# toderici has no latent y (binary codes, tests/test_toderici.py) and, at its registry widths, 16
+# iterations of about 0.5 MMAC/px each on each side: here at full width, at K = 2, on the eval size.
 @pytest.mark.parametrize("name", list_codecs())
 def test_every_codec_at_full_width_codes_real_photos_exactly(name):
     torch.manual_seed(0)
     model = live_latents(create_codec(name).eval())  # the registry defaults: full widths
-    for height, width in SIZES:
+    for height, width in SIZES[:1] if name == "toderici" else SIZES:
         x = photo(height, width)
         assert x.shape == (1, 3, height, width)
-        data = model.compress(x)
+        rate = 2 if name == "toderici" else None
+        data = model.compress(x, rate=rate)
         decoded = model.decompress(data)
-        reference, recorder = model.reconstruct(x)
+        reference, recorder = model.reconstruct(x, rate=rate)
         assert decoded.shape == x.shape
         assert torch.equal(decoded, reference), f"{name} at {width}x{height}: decode != encoder-side reconstruction"
+        if name == "toderici":  # both signs in every iteration's codes
+            assert all(set(np.unique(c.symbols)) == {-1, 1} for c in recorder.calls), f"{name}: constant codes"
+            continue
         nonzero = [float((c.symbols != 0).mean()) for c in recorder.calls if c.stream == "y"]
         assert nonzero and min(nonzero) > 0.05, f"{name} at {width}x{height}: symbols almost all zero {nonzero}"
 
