@@ -232,3 +232,14 @@ def test_codec_train_runs_it_and_validates_every_k(tmp_path):
     summary = run(cfg, tmp_path)
     assert {"bpp@1", "bpp@2", "psnr_rgb@1", "psnr_rgb@2"} <= set(summary["val"])
     assert summary["val"]["bpp@1"] < summary["val"]["bpp@2"]
+
+
+def test_the_hydra_configs_mirror_the_entry_defaults():
+    from importlib import resources
+
+    from codec.registry import resolve_config
+
+    node = OmegaConf.to_container(OmegaConf.load(resources.files("conf") / "codec" / "toderici.yaml"))
+    assert node.pop("name") == "toderici" and node == resolve_config("toderici", {})
+    loss = OmegaConf.load(resources.files("conf") / "loss" / "toderici.yaml")
+    assert isinstance(make_objective(loss, create_codec("toderici", **TINY)), ResidualL1)
