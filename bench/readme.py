@@ -250,8 +250,10 @@ def speed(results: Path) -> str:
              "record y", "rANS decode y", "rANS encode"]
     out += ["", f"Where the time goes, `{b['codec']}` on `{b['image']}` ({b['bytes']} bytes), median ms of "
             f"{b['rounds']} rounds, every decode reading the same stream; `plain` runs the one-side parts (analysis, "
-            f"synthesis) as trained, `pytorch` their inference form, `pytorch channels_last` the form in channels-last "
-            f"layout, `onnxruntime` the form's ONNX graphs; the parts both sides run are PyTorch in all of them."]
+            f"synthesis) as trained, `pytorch` their inference form as `compress`/`decompress` run it (the analysis in "
+            f"channels-last layout), `pytorch nchw` the form in the default layout, `pytorch channels_last` the form "
+            f"in channels-last layout on both sides, `onnxruntime` the form's ONNX graphs; the parts both sides run "
+            f"are PyTorch in all of them."]
     for side in ("encode", "decode"):
         cols = [c for c in b["ms"] if c.split(" ", 1)[0] == side]
         if not cols:

@@ -185,14 +185,17 @@ def _timed_parts(models, totals: dict[str, float]):
 
 def part_breakdown(entry: Learned, rgb: np.ndarray, rounds: int, threads: int) -> dict:
     """Median per-part milliseconds of encode and decode of one image, with the one-side parts
-    as trained (``plain``), folded (``pytorch``), folded in channels-last layout and through ONNX
-    Runtime (``onnxruntime``); every decode reads the stream of the first backend's encoder."""
+    as trained (``plain``), folded as ``compress`` runs them (``pytorch``: the encoder's in
+    channels-last layout), folded in the default layout everywhere (``pytorch nchw``) or in
+    channels-last everywhere (``pytorch channels_last``), and through ONNX Runtime
+    (``onnxruntime``); every decode reads the stream of the first backend's encoder."""
     from codec.image import to_tensor
     from codec.inference import inference_copy
 
     x = to_tensor(rgb)
     data = entry.encode(rgb, next(iter(entry.coders)))
     coders = {"plain": entry.plain, **entry.coders,
+              "pytorch nchw": inference_copy(entry.plain, channels_last=False),
               "pytorch channels_last": inference_copy(entry.plain, channels_last=True)}
     runs = [(f"encode {k}", m) for k, m in coders.items()] + [(f"decode {k}", m) for k, m in coders.items()]
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -156,7 +156,7 @@ class OrtPart(nn.Module):
 
 def onnx_graphs(model, check: bool = True, sides: tuple[str, ...] = SIDES) -> tuple[dict[str, bytes], dict]:
     """Export the one-side parts of ``sides`` of ``model``'s inference form; -> (graphs, manifest)."""
-    folded = inference_copy(model)
+    folded = inference_copy(model, channels_last=False)  # a graph has no memory format
     if not side_parts(folded, "decoder"):
         raise ExportError(f"{model.registry_name} declares no decoder-only part to export")
     traced_at, checked_at = _sample_size(folded, 2), _sample_size(folded, 3)

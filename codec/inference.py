@@ -14,6 +14,9 @@ returns, innermost first. The forms compute the same function up to float roundi
   the position-dependent bias becomes the weights of a constant-one input channel.
 * Pixel-unshuffle down-sampling (:class:`UnshuffleConv`): unshuffle, grouped 1x1 conv and
   channel shuffle become one strided convolution with kernel = stride.
+* The encoder-only parts run in PyTorch's channels-last layout (:class:`ChannelsLast`,
+  :data:`CHANNELS_LAST_SIDES`): it sped up the analysis in ``python -m bench.speed``'s
+  breakdown and did not speed up the synthesis, which keeps the default layout.
 
 A fold is kept only where it is faster in PyTorch and in ONNX Runtime alike (timed by hand,
 layer by layer, at the sizes of a 768x512 image): folding the student's RGB tail (last 1x1
@@ -38,8 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["inference_copy", "fold", "one_side_parts", "ChannelsLast", "InferenceGDN", "SubPixelConv",
-           "UnshuffleConv", "dense_grouped_1x1", "shuffle_source"]
+__all__ = ["inference_copy", "fold", "one_side_parts", "ChannelsLast", "CHANNELS_LAST_SIDES", "InferenceGDN",
+           "SubPixelConv", "UnshuffleConv", "dense_grouped_1x1", "shuffle_source"]
 
 
 def one_side_parts(model) -> list[str]:
@@ -57,18 +60,24 @@ def fold(module: nn.Module) -> nn.Module:
     return form() if callable(form) else module
 
 
+#: sides whose one-side parts run in channels-last layout by default: the encoder's (the
+#: analysis gained in ``python -m bench.speed``'s breakdown, the synthesis did not)
+CHANNELS_LAST_SIDES = ("encoder",)
+
+
 @torch.no_grad()
-def inference_copy(model, channels_last: bool = False):
+def inference_copy(model, channels_last: bool | tuple[str, ...] = CHANNELS_LAST_SIDES):
     """A copy of ``model`` for coding only: eval mode, no gradients, one-side parts folded;
-    with ``channels_last``, those parts also run in PyTorch's channels-last layout (off by
-    default; ``python -m bench.speed`` measures both in its breakdown)."""
-    if getattr(model, "inference_folded", False) and not channels_last:
+    the parts of the sides in ``channels_last`` (True: both, False: none) also run in
+    PyTorch's channels-last layout. A copy made with the same setting is returned as is."""
+    sides = ("encoder", "decoder") if channels_last is True else tuple(channels_last or ())
+    if getattr(model, "inference_channels_last", None) == sides:
         return model
     out = copy.deepcopy(model).eval().requires_grad_(False)
     for name in one_side_parts(out):
         part = fold(getattr(out, name))
-        setattr(out, name, ChannelsLast(part) if channels_last else part)
-    out.inference_folded = not channels_last
+        setattr(out, name, ChannelsLast(part) if model.parts[name].value in sides else part)
+    out.inference_channels_last = sides
     return out
 
 
@@ -81,10 +90,17 @@ class ChannelsLast(nn.Module):
         self.module = module.to(memory_format=torch.channels_last)
 
     def forward(self, *args):
-        args = [a.contiguous(memory_format=torch.channels_last) if torch.is_tensor(a) and a.ndim == 4 else a
-                for a in args]
-        out = self.module(*args)
-        return out.contiguous() if torch.is_tensor(out) else tuple(o.contiguous() for o in out)
+        to_nhwc = lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t  # noqa: E731
+        return _map_tensors(self.module(*_map_tensors(args, to_nhwc)), lambda t: t.contiguous())
+
+
+def _map_tensors(x, fn):
+    """``fn`` applied to every tensor in nested tuples and lists (recurrent parts pass states)."""
+    if torch.is_tensor(x):
+        return fn(x)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_map_tensors(v, fn) for v in x)
+    return x
 
 
 # ------------------------------------------------------------------------------------- layers

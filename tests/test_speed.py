@@ -246,7 +246,7 @@ def test_bench_speed_writes_what_the_readme_reads(tmp_path):
     parts = result["breakdown"]["ms"]["decode onnxruntime"]
     expected = {"rANS decode z", "rANS decode y", "scale index", "h_s", "context", "entropy_parameters", "g_s"}
     assert expected <= set(parts)
-    variants = ("plain", "pytorch", "pytorch channels_last", "onnxruntime")
+    variants = ("plain", "pytorch", "pytorch nchw", "pytorch channels_last", "onnxruntime")
     assert set(result["breakdown"]["ms"]) == {f"{side} {v}" for side in ("encode", "decode") for v in variants}
     assert set(student["encode_ms"]) == {"pytorch", "onnxruntime"}
     section = readme.speed(tmp_path)
