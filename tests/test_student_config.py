@@ -27,6 +27,7 @@ def test_preset_is_selectable_in_hydra_with_exactly_its_entry_defaults(name):
     """One source (student.zoo.PRESETS): Hydra's codec=NAME is stored from it, not copied."""
     node = OmegaConf.to_container(_compose([f"codec={name}"]).codec, resolve=True)
     assert node.pop("name") == name
+    assert node.pop("rates") is None  # variable rate (codec.gain): off, and then not recorded in the config
     assert node == resolve_config(name, {})
     for key, value in PRESETS[name][1].items():
         assert node[key] == value

@@ -164,4 +164,5 @@ def test_hydra_config_lists_every_keyword_with_its_default(name):
     node = omegaconf.OmegaConf.to_container(
         omegaconf.OmegaConf.load(Path(__file__).parents[1] / "conf" / "codec" / f"{name}.yaml"))
     assert node.pop("name") == name
+    assert node.pop("rates") is None  # variable rate (codec.gain): off, and then not recorded in the config
     assert node == resolve_config(name, {})
