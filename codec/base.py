@@ -28,7 +28,7 @@ from typing import ClassVar, TypedDict
 import torch
 import torch.nn as nn
 
-from codec.bitstream import BitstreamError, Header, pack, unpack
+from codec.bitstream import TABLE_CODING_VERSION, BitstreamError, Header, pack, unpack
 from codec.coding import BitstreamDecoder, SymbolRecorder
 
 __all__ = ["Codec", "Side", "CodecOutput"]
@@ -333,7 +333,7 @@ class Codec(nn.Module):
             rate = self.check_rate(header.rate)
         except ValueError as e:
             raise BitstreamError(f"bitstream header: {e}") from None
-        reader = BitstreamDecoder(header.streams, payloads)
+        reader = BitstreamDecoder(header.streams, payloads, legacy_gaussian=header.version < TABLE_CODING_VERSION)
         was_training = self.training
         self.eval()
         try:

@@ -10,20 +10,18 @@ Layout (all integers little-endian)::
     width        u32
     streams      u8 count, then per stream: u8 name length + name, u32 symbol bound, u32 byte length
     symbol crc   u32      CRC-32 of every decoded symbol, in decoding order
-    [version 2 only]
+    [versions 2 and 3]
     flags        u8       bit 0: a rate follows; bit 1: a weights hash follows
     rate         f32      the rate point of a variable-rate codec (gain units, iteration count)
     weights hash 8 bytes  sha256 of the weights (the shipped default model)
     header crc   u32      CRC-32 of every header byte above
     payload      the streams' bytes, concatenated in header order
 
-A stream without a rate and without a weights hash is written as version 1, byte for byte what
-fixed-rate codecs wrote before variable rate existed; both versions are read.
-
-The header CRC catches a damaged header before anything is decoded; the symbol CRC catches
-a damaged payload, and an encoder and decoder that disagree (a scale index computed
-differently), instead of returning a silently corrupted image (docs/DESIGN.md, determinism).
-Every failed check raises :class:`BitstreamError` with a message naming the check.
+Versions: 1 (no optional fields) and 2 (flags, never 0) code the Gaussian symbols one by one
+under constriction's QuantizedGaussian; 3, what this build writes, codes them with one
+categorical table per scale-table entry, grouped by scale index (codec.rans). The layout of 2 and
+3 is the same. Every version is read, and decoded with its own Gaussian coding, so streams
+written by earlier builds still decode.
 """
 from __future__ import annotations
 
@@ -32,11 +30,13 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["BitstreamError", "Header", "StreamInfo", "pack", "unpack", "MAGIC", "FORMAT_VERSION", "MAX_SIDE"]
+__all__ = ["BitstreamError", "Header", "StreamInfo", "pack", "unpack", "MAGIC", "FORMAT_VERSION", "MAX_SIDE",
+           "TABLE_CODING_VERSION"]
 
 MAGIC = b"VMLC"
-#: The newest version written; 1 is still written when a header has no optional field.
-FORMAT_VERSION = 2
+#: The version written. Versions below :data:`TABLE_CODING_VERSION` use the per-symbol Gaussian coding.
+FORMAT_VERSION = 3
+TABLE_CODING_VERSION = 3
 _FLAG_RATE, _FLAG_WEIGHTS = 1, 2
 #: Largest image side a header may announce; guards against allocating for garbage sizes.
 MAX_SIDE = 1 << 16
@@ -65,6 +65,8 @@ class Header:
     rate: float | None = None
     #: 8-byte hash of the weights that made the stream (None: not recorded)
     weights_hash: bytes | None = None
+    #: format version (what a parsed stream was written as; what ``pack`` writes)
+    version: int = FORMAT_VERSION
 
 
 def _name_bytes(name: str, what: str) -> bytes:
@@ -83,8 +85,10 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
     if header.weights_hash is not None and len(header.weights_hash) != 8:
         raise ValueError("bitstream: weights hash must be 8 bytes")
     flags = (_FLAG_RATE if header.rate is not None else 0) | (_FLAG_WEIGHTS if header.weights_hash is not None else 0)
+    if header.version not in (1, 2, 3) or (header.version == 1 and flags) or (header.version == 2 and not flags):
+        raise ValueError(f"bitstream: version {header.version} cannot carry flags {flags:#04x}")
     out = bytearray(MAGIC)
-    out += bytes([2 if flags else 1])
+    out += bytes([header.version])
     out += _name_bytes(header.codec, "codec id")
     out += header.config_hash
     out += struct.pack("<II", header.height, header.width)
@@ -93,7 +97,7 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
         out += _name_bytes(info.name, "stream name")
         out += struct.pack("<II", info.bound, len(data))
     out += struct.pack("<I", header.symbol_crc & 0xFFFFFFFF)
-    if flags:
+    if header.version >= 2:
         out += bytes([flags])
         if header.rate is not None:
             out += struct.pack("<f", header.rate)
@@ -147,8 +151,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if magic != MAGIC:
         raise BitstreamError(f"not a vmuc-lite bitstream: magic is {magic!r}, expected {MAGIC!r}")
     version = r.u8("format version")
-    if version not in (1, 2):
-        raise BitstreamError(f"unsupported format version {version}; this build reads versions 1 and {FORMAT_VERSION}")
+    if version not in (1, 2, 3):
+        raise BitstreamError(f"unsupported format version {version}; this build reads versions 1 to {FORMAT_VERSION}")
     codec = r.name("codec id")
     config_hash = r.take(8, "config hash")
     height, width = r.u32("height"), r.u32("width")
@@ -160,10 +164,9 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         infos.append(StreamInfo(name, bound, length))
     symbol_crc = r.u32("symbol checksum")
     rate = weights_hash = None
+    flags = 0
     if version >= 2:
         flags = r.u8("header flags")
-        if flags & ~(_FLAG_RATE | _FLAG_WEIGHTS) or not flags:
-            raise BitstreamError(f"header flags {flags:#04x} are not valid for format version 2")
         if flags & _FLAG_RATE:
             rate = struct.unpack("<f", r.take(4, "rate"))[0]
         if flags & _FLAG_WEIGHTS:
@@ -172,6 +175,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     header_crc = r.u32("header checksum")
     if zlib.crc32(data[:header_end]) != header_crc:
         raise BitstreamError("header checksum mismatch: the header is damaged")
+    if flags & ~(_FLAG_RATE | _FLAG_WEIGHTS) or (version == 2 and not flags):
+        raise BitstreamError(f"header flags {flags:#04x} are not valid for format version {version}")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
         raise BitstreamError(f"image size {width}x{height} in the header is out of range 1..{MAX_SIDE}")
     payloads = [r.take(info.length, f"payload of stream {info.name!r}") for info in infos]
@@ -179,5 +184,5 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise BitstreamError(f"{len(data) - r.pos} unexpected bytes after the last stream")
     if rate is not None and not math.isfinite(rate):
         raise BitstreamError(f"rate {rate} in the header is not a finite number")
-    header = Header(codec, config_hash, height, width, tuple(infos), symbol_crc, rate, weights_hash)
+    header = Header(codec, config_hash, height, width, tuple(infos), symbol_crc, rate, weights_hash, version)
     return header, payloads

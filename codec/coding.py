@@ -133,7 +133,7 @@ class SymbolRecorder:
     def replay(self) -> "SymbolReplay":
         return SymbolReplay([(c.stream, c.kind, c.symbols) for c in self.calls])
 
-    def to_streams(self) -> tuple[list[StreamInfo], list[bytes]]:
+    def to_streams(self, legacy_gaussian: bool = False) -> tuple[list[StreamInfo], list[bytes]]:
         """rANS-code the recorded symbols: one coder per stream, calls coded in reverse so the
         decoder reads them forwards (ANS is a stack)."""
         order: list[str] = []
@@ -159,7 +159,8 @@ class SymbolRecorder:
                 if call.kind == "factorized":
                     rans.encode_factorized(coder, call.module, call.symbols, bound)
                 else:
-                    rans.encode_gaussian(coder, call.module, call.symbols, call.indexes, bound)
+                    encode = rans.encode_gaussian_legacy if legacy_gaussian else rans.encode_gaussian
+                    encode(coder, call.module, call.symbols, call.indexes, bound)
             data = coder.get_compressed().astype("<u4").tobytes()
             infos.append(StreamInfo(name, bound, len(data)))
             payloads.append(data)
@@ -171,7 +172,9 @@ class BitstreamDecoder:
 
     decoding = True
 
-    def __init__(self, infos: tuple[StreamInfo, ...], payloads: list[bytes]):
+    def __init__(self, infos: tuple[StreamInfo, ...], payloads: list[bytes], legacy_gaussian: bool = False):
+        #: streams of format versions 1 and 2 code Gaussian symbols one by one (codec.bitstream)
+        self._legacy_gaussian = bool(legacy_gaussian)
         self._bounds = {}
         self._coders = {}
         for info, data in zip(infos, payloads):
@@ -211,7 +214,8 @@ class BitstreamDecoder:
         coder, bound = self._coder(stream)
         idx = conditional.scale_index(scales).reshape(-1).cpu().numpy()
         try:
-            sym = rans.decode_gaussian(coder, conditional, idx, bound)
+            decode = rans.decode_gaussian_legacy if self._legacy_gaussian else rans.decode_gaussian
+            sym = decode(coder, conditional, idx, bound)
         except Exception as e:
             raise BitstreamError(f"stream {stream!r} could not be decoded: {e}") from None
         self._crc = _symbols_crc(self._crc, sym)

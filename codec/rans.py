@@ -209,3 +209,18 @@ def decode_gaussian(coder, conditional: GaussianConditional, indexes: np.ndarray
     if parts:
         out[order] = np.concatenate(parts) - half
     return out
+
+
+def encode_gaussian_legacy(coder, conditional: GaussianConditional, symbols: np.ndarray, indexes: np.ndarray,
+                           bound: int) -> None:
+    """The Gaussian coding of format versions 1 and 2: every symbol under constriction's
+    QuantizedGaussian over -bound..bound with its table scale. Written only by tests now."""
+    stds = conditional.scale_table.cpu().double().numpy()[indexes]
+    coder.encode_reverse(symbols, constriction.stream.model.QuantizedGaussian(-bound, bound), np.zeros_like(stds), stds)
+
+
+def decode_gaussian_legacy(coder, conditional: GaussianConditional, indexes: np.ndarray, bound: int) -> np.ndarray:
+    """Decode what :func:`encode_gaussian_legacy` (the builds before format version 3) wrote."""
+    stds = conditional.scale_table.cpu().double().numpy()[indexes]
+    family = constriction.stream.model.QuantizedGaussian(-bound, bound)
+    return coder.decode(family, np.zeros_like(stds), stds).astype(np.int32, copy=False)

@@ -38,7 +38,9 @@ def _flip(data: bytes, bit: int) -> bytes:
 def _regions(stream):
     header, payloads = unpack(stream)
     payload_start = len(stream) - sum(len(p) for p in payloads)
-    crc_at = payload_start - 8  # symbol crc (4 bytes) then header crc (4 bytes)
+    # version 3: symbol crc (4 bytes), flags (1), [rate (4)], [weights hash (8)], header crc (4)
+    optional = 1 + (4 if header.rate is not None else 0) + (8 if header.weights_hash is not None else 0)
+    crc_at = payload_start - 8 - optional
     return payload_start, crc_at
 
 
@@ -50,7 +52,7 @@ def test_every_flipped_bit_is_detected(model, stream):
     # every stream has payload bytes, so each one's coder sees damage.
     assert [i for r in regions.values() for i in r] == list(range(len(stream)))
     assert all(len(r) > 0 for r in regions.values()), {k: len(r) for k, r in regions.items()}
-    assert len(regions["checksums"]) == 8  # symbol crc, header crc
+    assert len(regions["checksums"]) == 9  # symbol crc, flags, header crc
     _, payloads = unpack(stream)
     assert len(payloads) >= 2 and all(payloads), [len(p) for p in payloads]
     for region, byte_range in regions.items():

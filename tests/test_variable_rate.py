@@ -85,16 +85,34 @@ def test_every_rate_round_trips_and_the_header_carries_it(name, smooth_image):
     for rate in (0, 0.5, 1.25, 2):
         data = model.compress(x, rate=rate)
         header, _ = unpack(data)
-        assert data[4] == 2 and header.rate == rate
+        assert data[4] == 3 and header.rate == rate
         ref, _ = model.reconstruct(x, rate=rate)
         assert torch.equal(model.decompress(data), ref)
 
 
-def test_a_fixed_rate_stream_is_still_format_version_1(smooth_image):
+def test_streams_of_earlier_format_versions_still_decode(smooth_image):
+    """Versions 1 (fixed rate) and 2 (variable rate) coded Gaussian symbols one by one under
+    QuantizedGaussian; this build writes version 3 (tables by scale index) and reads all three."""
+    from codec.bitstream import Header, pack
+
     torch.manual_seed(0)
-    model = live_latents(create_codec("hyperprior", N=8, M=8)).eval()
-    data = model.compress(smooth_image(40, 40))
-    assert data[4] == 1 and unpack(data)[0].rate is None
+    x = smooth_image(40, 72)
+    for model, rate, version in ((live_latents(create_codec("hyperprior", N=8, M=8)).eval(), None, 1),
+                                 (live_latents(vr("student_tiny")).eval(), 1.5, 2)):
+        recorder, _ = model.encode_symbols(x, rate)
+        infos, payloads = recorder.to_streams(legacy_gaussian=True)
+        old = pack(Header(model.registry_name, model.config_hash(), 40, 72, tuple(infos), recorder.symbol_crc(),
+                          rate, None, version), payloads)
+        new = model.compress(x, rate=rate)
+        assert old[4] == version and new[4] == 3 and old != new
+        ref, _ = model.reconstruct(x, rate=rate)
+        assert torch.equal(model.decompress(old), ref) and torch.equal(model.decompress(new), ref)
+        # an old payload read as version 3 (or a new one as version 1) fails a check instead of decoding wrongly
+        with pytest.raises(BitstreamError):
+            model.decompress(pack(Header(model.registry_name, model.config_hash(), 40, 72, tuple(infos),
+                                         recorder.symbol_crc(), rate, None, 3), payloads))
+    with pytest.raises(ValueError, match="version 1 cannot carry"):
+        pack(Header("x", b"\0" * 8, 1, 1, (), 0, 1.0, None, 1), [])
 
 
 def test_larger_gains_give_more_bytes_at_every_rate_step(smooth_image):
