@@ -79,7 +79,7 @@ class ParetoPoint:
 
 
 def pareto_plot(points: Sequence[ParetoPoint], budget: float | None, target: float,
-                path: str | os.PathLike) -> Path:
+                path: str | os.PathLike, ylabel: str = "BD-rate vs teacher, PSNR-RGB, pchip [%]  (lower is better)") -> Path:
     """BD-rate against the teacher (y) over decoder kMAC/px (x, log axis), with the budget line.
 
     ``budget`` = teacher decoder kMAC/px / target; students left of it pass the decoder side of
@@ -107,7 +107,7 @@ def pareto_plot(points: Sequence[ParetoPoint], budget: float | None, target: flo
     ax.axhline(0.0, color="black", linewidth=0.8, alpha=0.6)
     ax.margins(y=0.15)  # room for the point labels
     ax.set_xlabel("decoder kMAC/px (log scale; executed MACs at the profiled resolution)")
-    ax.set_ylabel("BD-rate vs teacher, PSNR-RGB, pchip [%]  (lower is better)")
+    ax.set_ylabel(ylabel)
     ax.set_title("Decoder compute against compression efficiency")
     ax.grid(True, which="both", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()

@@ -155,7 +155,49 @@ def prune(results: Path) -> str:
                     f"`{scratch['command']}`): bpp {v['bpp']:.4f}, PSNR-RGB {v['psnr_rgb']:.2f} dB, "
                     f"PSNR-YCbCr {v['psnr_ycbcr']:.2f} dB."]
         out.append("")
+    out += _prune_rate_points(results)
     return "\n".join(out).strip() or "_no pruning results yet_"
+
+
+def _prune_rate_points(results: Path) -> list[str]:
+    """The pruned student and its from-scratch twin as curves (results/prune/vr, each made
+    variable-rate by the same extra training) with their BD-rates from the bench results."""
+    from bench.bd import bd_rate
+
+    runs = {name: _load(results / "prune" / "vr" / run / "summary.json")
+            for name, run in (("pruned_vr", "dw2x_to_35x"), ("scratch_vr", "dw2x_to_35x_scratch"))}
+    curves = {name: _load(results / "bench" / f"{name}.json") for name in (*runs, "jpeg", "avif")}
+    if not all(runs.values()) or not all(curves.values()):
+        return []
+    out = ["Both at four rate points: each checkpoint above (the pruned one and the one trained from scratch) "
+           "made variable-rate with `trainer.init_from` + `codec.rates` and trained the same further steps "
+           f"(`{runs['pruned_vr']['command']}`; the same for the scratch one), then benchmarked on the eval set "
+           f"(`{curves['pruned_vr']['command']}`). BD-rate, pchip:", "",
+           "| model | steps in all | bpp range | PSNR-RGB range | vs JPEG (PSNR-RGB) | vs AVIF (PSNR-YCbCr) |",
+           "|---|---:|---|---|---:|---:|"]
+    prior = {"pruned_vr": _load(results / "prune" / "dw2x_to_35x" / "prune.json"),
+             "scratch_vr": _load(results / "prune" / "dw2x_to_35x_scratch" / "summary.json")}
+
+    def bd(anchor, test, key):
+        try:
+            a = list(zip(curves[anchor]["results"]["bpp"], curves[anchor]["results"][key]))
+            value = bd_rate(a, list(zip(test["results"]["bpp"], test["results"][key])), "pchip")
+            return f"{value:+.1f} %"
+        except ValueError:
+            return "n/a (no overlap)"
+
+    for name, run in runs.items():
+        c = curves[name]["results"]
+        if name == "pruned_vr":
+            teacher = _load(results / "train" / "teacher_dw2x" / "beta_0.0067" / "summary.json") or {}
+            pc = prior[name]["prune"]
+            before = (teacher.get("steps") or 0) + int(pc["steps"]) * int(pc["finetune_steps"])
+        else:
+            before = prior[name]["steps"]
+        out.append(f"| `{name}` | {before} + {run['steps']} | {min(c['bpp']):.3f}-{max(c['bpp']):.3f} | "
+                   f"{min(c['psnr-rgb']):.2f}-{max(c['psnr-rgb']):.2f} | {bd('jpeg', curves[name], 'psnr-rgb')} | "
+                   f"{bd('avif', curves[name], 'psnr-ycbcr')} |")
+    return out + ["", "Both are points on the report's Pareto figure (`results/REPORT.md`).", ""]
 
 
 def variable_rate(results: Path) -> str:

@@ -312,6 +312,24 @@ def build_report(out_dir: str | os.PathLike = "results/bench", report: str | os.
     return report_path
 
 
+#: BD-rate columns the Pareto figure may plot, in order of preference
+PARETO_METRICS = (("psnr_rgb_pchip", "PSNR-RGB"), ("psnr_ycbcr_pchip", "PSNR-YCbCr 6:1:1"))
+
+
+def pareto_reference(results, roles, bd) -> tuple[str, str, str] | None:
+    """(anchor role, BD column, metric name) of the Pareto figure's y axis: BD-rate against the
+    teacher where a student has one, else against the classical anchor; PSNR-RGB where a
+    student has one, else PSNR-YCbCr (curves of models trained briefly on a CPU may not overlap
+    the teacher's or the anchor's PSNR-RGB range at all). None when no student has any."""
+    students = [r["name"] for r in results if roles[r["name"]] == "student"]
+    for role in ("teacher", "classical"):
+        rows = bd.get(role, {}).get("rows", {})
+        for key, metric in PARETO_METRICS:
+            if any(rows.get(n, {}).get(key, {}).get("value") is not None for n in students):
+                return role, key, metric
+    return None
+
+
 def _pareto(results, roles, teacher, bd, s, out: Path, report_path: Path) -> list[str]:
     """The Pareto section: the figure when possible, else why not."""
     lines = ["## Decoder compute against compression efficiency", ""]
@@ -324,26 +342,33 @@ def _pareto(results, roles, teacher, bd, s, out: Path, report_path: Path) -> lis
         return lines + [f"Skipped: {why}", ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
 
     if teacher is None:
-        return skip("no teacher among the results, so there is no BD-rate against it to plot.")
+        return skip("no teacher among the results, so there is no compute budget to plot against.")
     if not entries:
         return skip(f"no profile found in {where}. Profile the teacher and the students with "
                     "`python -m profiling.zoo teacher=vmuc` (writes results/profile/zoo.json) or pass "
                     "`profiles=[.../profile.json]`.")
+    ref = pareto_reference(results, roles, bd)
+    if ref is None:
+        return skip("no student has a BD-rate against the teacher or the classical anchor.")
+    role, key, metric = ref
+    anchor = bd[role]["anchor"]
     by_name = {r["name"]: r for r in results}
     t_profile = match_profile(by_name[teacher], entries)
     points, rows, missing = [], [], []
     budget = t_profile.decoder_kmac_per_px / s["target"] if t_profile else None
     if t_profile:
-        points.append(ParetoPoint(teacher, t_profile.decoder_kmac_per_px, 0.0, "teacher"))
+        t_cell = {"value": 0.0, "reason": None} if role == "teacher" else bd[role]["rows"][teacher][key]
+        if t_cell["value"] is not None:
+            points.append(ParetoPoint(teacher, t_profile.decoder_kmac_per_px, t_cell["value"], "teacher"))
         rows.append([f"`{teacher}` (teacher)", _f(t_profile.decoder_kmac_per_px, 2), _f(t_profile.encoder_kmac_per_px, 2),
-                     "0 (anchor)", "", f"`{t_profile.source}`"])
+                     "0 (anchor)" if role == "teacher" else _bd_md(t_cell), "", f"`{t_profile.source}`"])
     else:
         notes.append(f"the teacher `{teacher}` has no profile: no budget line")
     for r in results:
         if roles[r["name"]] != "student":
             continue
         prof = match_profile(r, entries)
-        cell = bd["teacher"]["rows"][r["name"]]["psnr_rgb_pchip"]
+        cell = bd[role]["rows"][r["name"]][key]
         if prof is None:
             missing.append(f"`{r['name']}` has no profile")
             continue
@@ -355,15 +380,20 @@ def _pareto(results, roles, teacher, bd, s, out: Path, report_path: Path) -> lis
             continue
         points.append(ParetoPoint(r["name"], prof.decoder_kmac_per_px, cell["value"], "student"))
     if not any(p.role == "student" for p in points):
-        return skip("no student has both a profile and a BD-rate against the teacher.") + \
-            [f"- {m}" for m in missing] + ([""] if missing else [])
-    pareto_plot(points, budget, s["target"], out / PARETO)
-    lines += [f"![decoder kMAC/px against BD-rate vs the teacher]({_rel(out / PARETO, report_path.parent)})", ""]
+        return skip("no student has both a profile and a BD-rate.") + [f"- {m}" for m in missing] + \
+            ([""] if missing else [])
+    against = f"`{anchor}`" + (" (the teacher)" if role == "teacher" else " (the classical anchor)")
+    ylabel = f"BD-rate vs {anchor}, {metric}, pchip [%]  (lower is better)"
+    pareto_plot(points, budget, s["target"], out / PARETO, ylabel=ylabel)
+    alt = "the teacher" if role == "teacher" else anchor
+    lines += [f"![decoder kMAC/px against BD-rate vs {alt}]({_rel(out / PARETO, report_path.parent)})", ""]
+    if role != "teacher":
+        lines += [f"No student's curve overlaps the teacher's, so the y axis is the BD-rate against {against}.", ""]
     if budget is not None:
         lines += [f"Budget line: teacher decoder {t_profile.decoder_kmac_per_px:.2f} kMAC/px / {s['target']:g} = "
-                  f"**{budget:.3f} kMAC/px**. BD-rate: PSNR-RGB, pchip, against `{teacher}`.", ""]
-    lines += _table(["codec", "decoder kMAC/px", "encoder kMAC/px", "BD-rate vs teacher", "decoder under budget",
-                     "profile"], rows)
+                  f"**{budget:.3f} kMAC/px**. BD-rate: {metric}, pchip, against {against}.", ""]
+    lines += _table(["codec", "decoder kMAC/px", "encoder kMAC/px", f"BD-rate vs {anchor} ({metric})",
+                     "decoder under budget", "profile"], rows)
     lines += [""] + [f"- {n}" for n in notes + missing] + ([""] if notes or missing else [])
     return lines
 

@@ -147,3 +147,28 @@ def test_speed_flags_a_decoder_that_waited_for_a_cpu(tmp_path):
     assert speed["rows"][0]["decode_cpu_per_wall"] == pytest.approx(0.5)
     assert any("CPU/wall below 0.8 for vmuc" in n for n in speed["notes"])
     assert any("busy machine" in n and "6.0 on 2 CPUs" in n for n in speed["notes"])
+
+
+def test_pareto_reference_prefers_the_teacher_then_the_anchor_and_psnr_rgb_then_ycbcr():
+    from bench.report import pareto_reference
+
+    results = [{"name": n} for n in ("t", "s1", "s2", "avif")]
+    roles = {"t": "teacher", "s1": "student", "s2": "student", "avif": "classical"}
+
+    def cell(v):
+        return {"value": v, "reason": None if v is not None else "no overlap"}
+
+    def table(rgb, ycc):
+        return {"s1": {"psnr_rgb_pchip": cell(rgb), "psnr_ycbcr_pchip": cell(ycc)},
+                "s2": {"psnr_rgb_pchip": cell(None), "psnr_ycbcr_pchip": cell(None)}}
+
+    bd = {"teacher": {"anchor": "t", "rows": table(None, None)}, "classical": {"anchor": "avif", "rows": table(None, 5.0)}}
+    assert pareto_reference(results, roles, bd) == ("classical", "psnr_ycbcr_pchip", "PSNR-YCbCr 6:1:1")
+    bd["classical"]["rows"] = table(7.0, 5.0)
+    assert pareto_reference(results, roles, bd) == ("classical", "psnr_rgb_pchip", "PSNR-RGB")
+    bd["teacher"]["rows"] = table(None, -3.0)
+    assert pareto_reference(results, roles, bd) == ("teacher", "psnr_ycbcr_pchip", "PSNR-YCbCr 6:1:1")
+    bd["teacher"]["rows"] = table(-2.0, -3.0)
+    assert pareto_reference(results, roles, bd) == ("teacher", "psnr_rgb_pchip", "PSNR-RGB")
+    bd = {"teacher": {"anchor": "t", "rows": table(None, None)}, "classical": {"anchor": "avif", "rows": table(None, None)}}
+    assert pareto_reference(results, roles, bd) is None

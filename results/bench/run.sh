@@ -1,0 +1,15 @@
+#!/bin/bash
+# The benchmark report of results/bench (README "Benchmark", results/REPORT.md): every classical
+# codec with its current settings (JPEG 2000 rate-controlled, HEVC 4:4:4 through x265), and the
+# learned models trained on this CPU, each with its profile for the Pareto figure.
+# (vmuc.json, the 150-step CPU teacher, is from an earlier session; its command is in the file.)
+set -e
+cd /work/main
+E="data.eval_dir=data/prepared/eval threads=1 progress=false"
+python -m bench $E 'classical=[jpeg,jpeg2000,webp,avif,jpegxl,hevc]'
+python -m bench $E "learned={default_model:[codec/assets/default.ckpt]}"
+python -m bench $E "learned={student_dw_ckbd_fixed:[results/variable_rate/fixed/*/last.ckpt]}"
+python -m bench $E "learned={pruned_vr:[results/prune/vr/dw2x_to_35x/last.ckpt],scratch_vr:[results/prune/vr/dw2x_to_35x_scratch/last.ckpt]}"
+python -m profiling checkpoint=codec/assets/default.ckpt wall_runs=0 hydra.run.dir=results/profile/default_model
+python -m profiling checkpoint=results/prune/vr/dw2x_to_35x/last.ckpt wall_runs=0 hydra.run.dir=results/profile/pruned_vr
+python -m bench.report results/bench
