@@ -142,6 +142,15 @@ def _ship(args) -> str:
             f"weights {wh.hex()}")
 
 
+def _backend_args(parser, parts: str) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="pytorch",
+                        help=f"what runs {parts}; the parts both sides run stay in PyTorch for bit-exact scale "
+                             f"indices (default: pytorch)")
+    parser.add_argument("--onnx", default=None, metavar="DIR",
+                        help="with --backend onnxruntime: graphs written by `python -m codec export` (default: "
+                             "export in memory)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codec", description="Code images with a trained vmuc-lite checkpoint.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,23 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--overfit-lmbda", type=float, default=None, metavar="LMBDA",
                    help="rate-distortion trade-off (default: the checkpoint's training lmbda, or a variable-rate "
                         "model's at --rate)")
-    c.add_argument("--backend", choices=BACKENDS, default="pytorch",
-                   help="what runs the encoder-only parts (analysis, hyper analysis); the parts both sides run "
-                        "stay in PyTorch (default: pytorch)")
-    c.add_argument("--onnx", default=None, metavar="DIR",
-                   help="with --backend onnxruntime: graphs written by `python -m codec export` (default: export "
-                        "in memory)")
+    _backend_args(c, "the encoder-only parts (analysis, hyper analysis)")
     d = sub.add_parser("decompress", help="bitstream -> PNG")
     d.add_argument("input")
     d.add_argument("output")
     d.add_argument("--checkpoint", default=None,
                    help="the checkpoint the bitstream was made with; default: the shipped model the header names")
-    d.add_argument("--backend", choices=BACKENDS, default="pytorch",
-                   help="what runs the decoder-only parts (the synthesis); the parts both sides run stay in "
-                        "PyTorch for bit-exact scale indices (default: pytorch)")
-    d.add_argument("--onnx", default=None, metavar="DIR",
-                   help="with --backend onnxruntime: graphs written by `python -m codec export` (default: export "
-                        "in memory)")
+    _backend_args(d, "the decoder-only parts (the synthesis)")
     e = sub.add_parser("export", help="checkpoint -> ONNX graphs of the decoder-only parts")
     e.add_argument("output", metavar="OUT_DIR")
     e.add_argument("--checkpoint", required=True, help="checkpoint written by training (last.ckpt)")
