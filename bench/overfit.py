@@ -4,7 +4,7 @@
 feed-forward encoder and, for each N, again with N overfitting steps per image (same checkpoints,
 same decoder, real bitstreams), labelled ``"LABEL +overfit N"``. Its JSON records the encoder
 settings under ``"encoder"``. The report compares each such curve with its feed-forward curve
-(:func:`overfit_table`, written to ``overfit.json``): BD-rate when both have 4 rate points,
+(:func:`overfit_table`, written to ``overfit.json``): BD-rate and BD-PSNR when both have 4 rate points,
 and per rate point the bpp and PSNR deltas, the real RD loss (bytes and the decoded 8-bit image,
 at the checkpoint's own trade-off) and the encode time.
 """
@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.bd import bd_rate
+from bench.bd import bd_psnr, bd_rate
 from bench.results import BenchError
 
 __all__ = ["OverfitEncoder", "overfit_label", "parse_overfit_steps", "overfit_table", "overfit_markdown"]
@@ -75,10 +75,10 @@ def _rd_losses(result: dict, loss_cfg: dict | None) -> list[float | None]:
     return out
 
 
-def _bd(anchor: dict, test: dict, metric: str) -> dict:
+def _bd(anchor: dict, test: dict, metric: str, fn=bd_rate) -> dict:
     curve = lambda r: list(zip(r["results"]["bpp"], r["results"][metric]))  # noqa: E731
     try:
-        return {"value": bd_rate(curve(anchor), curve(test), method="pchip"), "reason": None}
+        return {"value": fn(curve(anchor), curve(test), method="pchip"), "reason": None}
     except ValueError as e:
         return {"value": None, "reason": str(e)}
 
@@ -126,6 +126,9 @@ def overfit_table(results: Sequence[dict]) -> dict:
             "method": enc.get("overfit_method"), "points": points, "images": r["eval_set"].get("count"),
             "bd_rate_psnr_rgb_pchip": _bd(base, r, "psnr-rgb"),
             "bd_rate_psnr_ycbcr_pchip": _bd(base, r, "psnr-ycbcr"),
+            # quality at equal rate: the telling figure when the curve is flat (a dB costs much rate)
+            "bd_psnr_rgb_pchip": _bd(base, r, "psnr-rgb", bd_psnr),
+            "bd_psnr_ycbcr_pchip": _bd(base, r, "psnr-ycbcr", bd_psnr),
             "encode_median_s": statistics.median(enc_times), "encode_median_s_feed_forward": statistics.median(base_times),
             "same_images": (r.get("eval_set") or {}).get("fingerprint") == (base.get("eval_set") or {}).get("fingerprint"),
         })
@@ -137,9 +140,9 @@ def _f(v, fmt: str) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
 
-def _bd_md(cell: dict) -> str:
+def _bd_md(cell: dict, unit: str = "%") -> str:
     if cell["value"] is not None:
-        return f"{cell['value']:+.2f} %"
+        return f"{cell['value']:+.2f} {unit}" if unit == "%" else f"{cell['value']:+.3f} {unit}"
     return "n/a (needs 4 points)" if "at least" in (cell["reason"] or "") else "n/a"
 
 
@@ -150,15 +153,17 @@ def overfit_markdown(table: dict) -> list[str]:
     L = ["## Encoder-side latent overfitting", "",
          "Each `+overfit N` curve is its feed-forward curve's checkpoints with the latents of every image optimized "
          "for N steps at encode time (codec.overfit; weights frozen, decoder unchanged, ordinary bitstreams). "
-         "BD-rate (pchip) against the feed-forward curve; RD loss = bpp + lmbda 255^2 D of the real bytes and the "
+         "BD-rate and BD-PSNR (pchip) against the feed-forward curve; RD loss = bpp + lmbda 255^2 D of the real bytes and the "
          "decoded 8-bit image, at each checkpoint's training lmbda and distortion; encode time per image "
          "(overfitting included; median). The decoder and its kMAC/px are the feed-forward curve's; the encoder's "
          "kMAC/px with N steps: `python -m profiling checkpoint=... encoder.overfit_steps=N`.", "",
-         "| curve | N | method | lr | BD-rate PSNR-RGB | BD-rate PSNR-YCbCr | encode [s] | feed-forward encode [s] |",
-         "|---|---:|---|---:|---:|---:|---:|---:|"]
+         "| curve | N | method | lr | BD-rate PSNR-RGB | BD-rate PSNR-YCbCr | BD-PSNR-RGB | BD-PSNR-YCbCr | encode [s] "
+         "| feed-forward encode [s] |",
+         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table["rows"]:
         L.append(f"| `{row['name']}` | {row['steps']} | {row['method']} | {_f(row['lr'], 'g')} | "
                  f"{_bd_md(row['bd_rate_psnr_rgb_pchip'])} | {_bd_md(row['bd_rate_psnr_ycbcr_pchip'])} | "
+                 f"{_bd_md(row['bd_psnr_rgb_pchip'], 'dB')} | {_bd_md(row['bd_psnr_ycbcr_pchip'], 'dB')} | "
                  f"{_f(row['encode_median_s'], '.2f')} | {_f(row['encode_median_s_feed_forward'], '.2f')} |")
     L += ["", "Per rate point:", "",
           "| curve | rate point | bpp | dbpp | dPSNR-RGB [dB] | dPSNR-YCbCr [dB] | RD loss | feed-forward RD loss | dRD loss |",
