@@ -424,9 +424,29 @@ def default_model(results: Path) -> str:
     if bench:
         r = bench["results"]
         text += (f" On the eval images it spans {min(r['psnr-rgb']):.2f} to {max(r['psnr-rgb']):.2f} dB PSNR-RGB at "
-                 f"{min(r['bpp']):.3f} to {max(r['bpp']):.3f} bpp (`{bench.get('command', '')}`; BD-rates against "
-                 f"JPEG, WebP and AVIF in the benchmark report).")
+                 f"{min(r['bpp']):.3f} to {max(r['bpp']):.3f} bpp (`{bench.get('command', '')}`).")
+        text += " " + _bd_against_classical(results, r)
     return text
+
+
+def _bd_against_classical(results: Path, r: dict) -> str:
+    """BD-rate (PSNR-RGB, pchip) against each classical codec of results/bench, with the PSNR
+    range the two curves share (a win over a sliver of overlap says little)."""
+    from bench.bd import bd_rate
+
+    cells = []
+    for name in ("jpeg", "webp", "avif"):
+        c = _load(results / "bench" / f"{name}.json")
+        if not c:
+            continue
+        a = c["results"]
+        lo, hi = max(min(a["psnr-rgb"]), min(r["psnr-rgb"])), min(max(a["psnr-rgb"]), max(r["psnr-rgb"]))
+        try:
+            v = bd_rate(list(zip(a["bpp"], a["psnr-rgb"])), list(zip(r["bpp"], r["psnr-rgb"])), "pchip")
+            cells.append(f"{name} {v:+.1f} % (over {lo:.2f}-{hi:.2f} dB)")
+        except ValueError:
+            cells.append(f"{name} n/a (no overlap)")
+    return ("BD-rate, PSNR-RGB, pchip, against " + "; ".join(cells) + ".") if cells else ""
 
 
 def toderici(results: Path) -> str:
