@@ -148,7 +148,7 @@ def test_rates_are_checked_on_both_sides(smooth_image):
         model.decompress(bytes(data))
 
 
-def test_every_truncation_and_flip_of_a_version_2_header_is_an_error(smooth_image):
+def test_every_truncation_and_flip_of_a_variable_rate_stream_is_an_error(smooth_image):
     torch.manual_seed(0)
     model = live_latents(vr("hyperprior")).eval()
     data = model.compress(smooth_image(40, 40), rate=1.5)
