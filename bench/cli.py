@@ -184,8 +184,9 @@ def run_bench(cfg: DictConfig, command: str = "python -m bench") -> dict:
         env = environment(bench_threads)
         rate_points, rows = measure_learned(curve, images, warmup=warmup, progress=progress, rates=_plain(cfg.get("rates")),
                                             overfit=overfit)
-        what = f"learned codec {curve.profile_label}, {len(curve.checkpoints)} checkpoint" + \
-            ("s" if len(curve.checkpoints) > 1 else f", {len(rate_points)} rates")
+        n = len(curve.checkpoints)
+        what = f"learned codec {curve.profile_label}, {n} checkpoint{'s' if n > 1 else ''}" + \
+            (f", {len(rate_points)} rates" if len(rate_points) > n else "")
         label, extra = curve.label, {}
         if overfit is not None:  # the slow encoder: its own curve (bench.overfit)
             label = overfit_label(curve.label, overfit.steps)

@@ -404,13 +404,12 @@ def overfit(results: Path) -> str:
 def default_model(results: Path) -> str:
     """What the shipped default model is (codec/assets/default.ckpt) and where it stands on the
     eval set (its bench curve, results/bench/default_model.json, with BD-rates in bd.json)."""
-    import torch
-
+    from codec.checkpoint import read_checkpoint
     from codec.default import DEFAULT_CHECKPOINT
 
     if not DEFAULT_CHECKPOINT.exists():
         return "_no default model shipped yet: `python -m codec ship --checkpoint CKPT`_"
-    blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    blob = read_checkpoint(DEFAULT_CHECKPOINT)
     meta, cfg = blob.get("meta") or {}, blob["config"]
     trained = meta.get("trained") or {}
     steps = (trained.get("trainer") or {}).get("max_steps")

@@ -60,18 +60,14 @@ def model_for_stream(header: Header, assets: Path | None = None) -> Codec:
     """The shipped model that made a stream, by codec id, config hash and weights hash (among
     the checkpoints in ``assets``, default :data:`ASSETS`)."""
     assets = ASSETS if assets is None else assets
-    from codec.checkpoint import read_checkpoint
-    from codec.registry import config_hash
-
     if header.weights_hash is None:
         raise BitstreamError(f"the stream was made by a {header.codec!r} (config {header.config_hash.hex()}) that "
                              f"does not name its weights, i.e. not by a shipped model: pass --checkpoint CKPT")
     for path in sorted(Path(assets).glob("*.ckpt")):
-        blob = read_checkpoint(path)
-        if blob["codec"] == header.codec and config_hash(blob["codec"], blob["config"]) == header.config_hash:
-            model, _ = load_shipped(path)
-            if model.weights_hash == header.weights_hash:
-                return model
+        model, _ = load_shipped(path)
+        if (model.registry_name, model.config_hash(), model.weights_hash) == \
+                (header.codec, header.config_hash, header.weights_hash):
+            return model
     raise BitstreamError(f"the stream was made by {header.codec!r} with config {header.config_hash.hex()} and weights "
                          f"{header.weights_hash.hex()}, which is not among the models shipped here ({assets}): "
                          f"pass its checkpoint with --checkpoint CKPT")

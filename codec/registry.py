@@ -115,7 +115,7 @@ def resolve_config(name: str, config: dict) -> dict:
         from codec.gain import check_rates
 
         try:
-            full["rates"] = list(check_rates(list(rates) if not isinstance(rates, (str, bytes)) else rates))
+            full["rates"] = list(check_rates(rates))
         except ValueError as e:
             raise ValueError(f"codec {name!r}: {e}") from None
     return _jsonable(full)

@@ -35,7 +35,7 @@ def build_model(cfg) -> tuple[Codec, dict]:
     init = cfg.trainer.get("init_from")
     if init:
         rates = cfg.get("codec", {}).get("rates") if cfg.get("codec") else None
-        model, provenance = model_from_checkpoint(init, rates=list(rates) if rates is not None else None)
+        model, provenance = model_from_checkpoint(init, rates=rates)
         asked = cfg.get("codec", {}).get("name") if cfg.get("codec") else None
         if asked and asked != model.registry_name:
             print(f"trainer.init_from={init}: architecture {model.registry_name!r} from the checkpoint "

@@ -102,7 +102,6 @@ def model_from_checkpoint(path: str | Path, rates=None) -> tuple[Codec, dict]:
 
     ``rates`` (the run's ``codec.rates``) turns a fixed-rate checkpoint into a variable-rate
     model: its weights, plus new gain units (codec.gain) that start at their usual values."""
-    from codec.checkpoint import CheckpointError, read_checkpoint
     from codec.registry import create_codec
 
     model, blob = load_checkpoint(path)
@@ -112,9 +111,9 @@ def model_from_checkpoint(path: str | Path, rates=None) -> tuple[Codec, dict]:
             raise CheckpointError(f"trainer.init_from={path} is variable-rate with rates {list(model.rates)}; "
                                   f"codec.rates={rates} differs (leave codec.rates unset to keep the checkpoint's)")
         if model.rates is None:
-            blob = read_checkpoint(path)
+            fixed = model
             model = create_codec(blob["codec"], **{**blob["config"], "rates": rates})
-            result = model.load_state_dict(blob["state_dict"], strict=False)
+            result = model.load_state_dict(fixed.state_dict(), strict=False)
             if result.unexpected_keys or any(not k.startswith("gain.") for k in result.missing_keys):
                 raise CheckpointError(f"trainer.init_from={path}: weights do not fit {blob['codec']} with rates: "
                                       f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")

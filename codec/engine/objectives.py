@@ -101,19 +101,26 @@ def rd_loss(out: dict, x: torch.Tensor, loss_cfg, lmbda: torch.Tensor | None = N
     x_hat = out["x_hat"]
     d = distortion(x_hat, x, loss_cfg)
     terms = {"bpp": bpp, "mse": F.mse_loss(x_hat, x), "distortion": d}
+    d_term = _distortion_term(x_hat, x, d, loss_cfg, terms, size_average=True)
+    terms["loss"] = bpp + float(loss_cfg["lmbda"]) * d_term
+    for k, v in rates.items():
+        terms[f"bpp_{k}"] = v
+    return terms
+
+
+def _distortion_term(x_hat, x, d, loss_cfg, terms: dict, size_average: bool) -> torch.Tensor:
+    """255^2 * D, optionally mixed with 1 - MS-SSIM (per crop unless ``size_average``); logs
+    the MS-SSIM into ``terms``."""
     d_term = 255.0**2 * d
     ms_w = float(loss_cfg.get("ms_ssim_weight", 0.0))
     if ms_w > 0:
         from pytorch_msssim import ms_ssim
 
-        msssim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=True)
-        terms["ms_ssim"] = msssim
+        msssim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=size_average)
+        terms["ms_ssim"] = msssim.mean()
         # 1 - MS-SSIM scaled so that both terms weigh alike near 30 dB (JPEG AI's mixed loss)
         d_term = (1 - ms_w) * d_term + ms_w * float(loss_cfg.get("ms_ssim_scale", 1000.0)) * (1 - msssim)
-    terms["loss"] = bpp + float(loss_cfg["lmbda"]) * d_term
-    for k, v in rates.items():
-        terms[f"bpp_{k}"] = v
-    return terms
+    return d_term
 
 
 def _rd_loss_per_sample(out: dict, x: torch.Tensor, loss_cfg, lmbda: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,14 +130,7 @@ def _rd_loss_per_sample(out: dict, x: torch.Tensor, loss_cfg, lmbda: torch.Tenso
     x_hat = out["x_hat"]
     d = distortion(x_hat, x, loss_cfg, per_sample=True)
     terms = {"bpp": bpp.mean(), "mse": F.mse_loss(x_hat, x), "distortion": d.mean()}
-    d_term = 255.0**2 * d
-    ms_w = float(loss_cfg.get("ms_ssim_weight", 0.0))
-    if ms_w > 0:
-        from pytorch_msssim import ms_ssim
-
-        msssim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False)
-        terms["ms_ssim"] = msssim.mean()
-        d_term = (1 - ms_w) * d_term + ms_w * float(loss_cfg.get("ms_ssim_scale", 1000.0)) * (1 - msssim)
+    d_term = _distortion_term(x_hat, x, d, loss_cfg, terms, size_average=False)
     terms["loss"] = (bpp + lmbda.to(bpp.device, bpp.dtype) * d_term).mean()
     for k, v in rates.items():
         terms[f"bpp_{k}"] = v.mean()
