@@ -339,8 +339,10 @@ def overfit(results: Path) -> str:
                     f"{res['psnr-ycbcr'][0]:.2f} to {res['psnr-ycbcr'][-1]:.2f} dB PSNR-YCbCr: on a curve this flat a "
                     f"fraction of a dB is worth a large share of the rate, so BD-PSNR (quality at equal rate) is the "
                     f"steadier figure.")
-        out += [f"`{name}`, the first {ev['count']} images of `{ev['dir']}` ({', '.join(ev['names'])}); real "
-                f"bitstreams, 1 thread, encode time per image includes the overfitting (`{cmd}`).{flat}", "",
+        threads = curves[rows[0]["name"]].get("environment", {}).get("bench_threads")
+        threads = "" if threads is None else f", {threads} thread{'s' if threads != 1 else ''}"
+        out += [f"`{name}`, {ev['count']} images of `{ev['dir']}` ({', '.join(ev['names'])}); real "
+                f"bitstreams{threads}, encode time per image includes the overfitting (`{cmd}`).{flat}", "",
                 "| N | method | lr | BD-rate PSNR-YCbCr vs N=0 | BD-rate PSNR-RGB vs N=0 | BD-PSNR-YCbCr | BD-PSNR-RGB | "
                 "encode s/image (median) |",
                 "|---:|---|---:|---:|---:|---:|---:|---:|",
