@@ -505,7 +505,40 @@ def toderici(results: Path) -> str:
     return "\n".join(out)
 
 
-SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "distill": distill, "prune": prune,
+def _span(val: dict, key: str, fmt: str) -> str:
+    """A variable-rate run's ``key@0 .. key@K-1`` as "first - last", a fixed-rate run's ``key``."""
+    points = sorted(int(k.split("@")[1]) for k in val if k.startswith(f"{key}@"))
+    if points:
+        return f"{val[f'{key}@{points[0]}']:{fmt}} - {val[f'{key}@{points[-1]}']:{fmt}}"
+    return f"{val[key]:{fmt}}" if key in val else ""
+
+
+def runs(results: Path) -> str:
+    """Every training run under ``results/`` (each ``summary.json`` the engine writes at the end
+    of a run): its codec, steps, wall time and final validation, the command in its file."""
+    rows = []
+    for f in sorted(results.rglob("summary.json")):
+        s = _load(f)
+        if not isinstance(s, dict) or not {"command", "steps", "seconds"} <= s.keys():
+            continue
+        val = s.get("val") or {}
+        rates = sum(k.startswith("bpp@") for k in val)
+        resumed = s.get("resumed_from") or 0
+        rows.append(f"| `{f.parent.relative_to(results).as_posix()}` | `{s.get('codec', '')}` | {s['steps']} | "
+                    f"{s['seconds'] / 60:.1f}" + (f" (from step {resumed})" if resumed else "") + f" | "
+                    f"{rates or 1} | {_span(val, 'bpp', '.3f')} | {_span(val, 'psnr_rgb', '.2f')} |")
+    if not rows:
+        return "_no training runs yet: every `python -m student|teacher|distill|prune` run writes summary.json_"
+    return "\n".join([
+        f"{len(rows)} training runs, each with the exact command, steps, wall time and final validation in "
+        "`results/RUN/summary.json` (validation: real bitstreams on the eval set; a variable-rate run at each "
+        "trained rate point, lowest to highest). Wall time is the last process's, on the shared 2-core CPU; a run "
+        "resumed from a checkpoint counts from its resume step.", "",
+        "| run (under `results/`) | codec | steps | minutes | rate points | bpp | PSNR-RGB (dB) |",
+        "|---|---|---:|---:|---:|---:|---:|", *rows])
+
+
+SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "runs": runs, "distill": distill, "prune": prune,
             "variable-rate": variable_rate, "speed": speed,
             "overfit": overfit, "toderici": toderici}
 

@@ -1,0 +1,27 @@
+"""bench.readme's ledger of training runs: one row per summary.json, variable-rate spans."""
+import json
+
+from bench import readme
+
+
+def _summary(path, **fields):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(fields))
+
+
+def test_runs_ledger_lists_every_summary(tmp_path):
+    _summary(tmp_path / "train" / "a", codec="student_dw_ckbd", command="python -m student x=1", steps=3000,
+             seconds=600.0, resumed_from=0, val={"bpp": 0.2, "psnr_rgb": 28.456})
+    _summary(tmp_path / "zoo" / "vr", codec="student_dw_msp", command="python -m student y=2", steps=12000,
+             seconds=1800.0, resumed_from=4000,
+             val={"bpp": 0.3, "psnr_rgb": 30.0, "bpp@0": 0.1, "psnr_rgb@0": 27.0, "bpp@1": 0.2, "psnr_rgb@1": 29.0,
+                  "bpp@2": 0.45, "psnr_rgb@2": 31.5})
+    _summary(tmp_path / "bench" / "other", name="not a run")  # no command/steps: not a training run
+    text = readme.runs(tmp_path)
+    assert text.startswith("2 training runs")
+    assert "| `train/a` | `student_dw_ckbd` | 3000 | 10.0 | 1 | 0.200 | 28.46 |" in text
+    assert "| `zoo/vr` | `student_dw_msp` | 12000 | 30.0 (from step 4000) | 3 | 0.100 - 0.450 | 27.00 - 31.50 |" in text
+
+
+def test_runs_ledger_without_runs(tmp_path):
+    assert "no training runs yet" in readme.runs(tmp_path)
