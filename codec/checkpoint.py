@@ -72,10 +72,23 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def training_config(blob: dict) -> dict:
+    """The run config a checkpoint was trained with: ``meta.config`` of a training checkpoint,
+    ``meta.trained`` of a shipped one (codec.default.ship keeps its source's config there);
+    {} when it records none."""
+    meta = blob.get("meta") or {}
+    return meta.get("config") or meta.get("trained") or {}
+
+
+def training_loss(blob: dict) -> dict:
+    """The loss config a checkpoint was trained with (distortion kind, weights, lmbda), or {}."""
+    return dict(training_config(blob).get("loss") or {})
+
+
 def training_lmbda(blob: dict) -> float | None:
-    """The rate-distortion trade-off a checkpoint was trained at (``meta.config.loss.lmbda``,
-    which ``loss=vmuc`` sets to its beta), or None when the checkpoint does not record it."""
-    loss = ((blob.get("meta") or {}).get("config") or {}).get("loss") or {}
+    """The rate-distortion trade-off a checkpoint was trained at (``loss.lmbda`` of its training
+    config, which ``loss=vmuc`` sets to its beta), or None when the checkpoint does not record it."""
+    loss = training_loss(blob)
     try:
         return float(loss["lmbda"])
     except (KeyError, TypeError, ValueError):

@@ -89,10 +89,11 @@ def check_overfit_args(steps, lr, method: str = DEFAULT_METHOD, lmbda=None) -> t
 
 
 def checkpoint_loss_config(blob: dict) -> dict | None:
-    """The loss a checkpoint was trained with (``meta.config.loss``: distortion kind, weights,
+    """The loss a checkpoint was trained with (:func:`codec.checkpoint.training_loss`: distortion kind, weights,
     lmbda), or None when the checkpoint does not record it."""
-    loss = ((blob.get("meta") or {}).get("config") or {}).get("loss")
-    return dict(loss) if isinstance(loss, dict) else None
+    from codec.checkpoint import training_loss
+
+    return training_loss(blob) or None
 
 
 def _resolve_loss(model: Codec, rate, lmbda, loss_cfg) -> dict:

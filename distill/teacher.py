@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from codec.base import Codec
-from codec.checkpoint import CheckpointError, file_sha256, load_checkpoint, training_lmbda
+from codec.checkpoint import CheckpointError, file_sha256, load_checkpoint, training_lmbda, training_loss
 
 __all__ = ["TeacherInfo", "load_teacher", "check_rate_point", "RateMismatch"]
 
@@ -45,7 +45,7 @@ def load_teacher(path: str | Path | None) -> tuple[Codec, TeacherInfo]:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    loss = ((blob.get("meta") or {}).get("config") or {}).get("loss") or {}
+    loss = training_loss(blob)
     return model, TeacherInfo(str(path), file_sha256(path), blob["codec"], training_lmbda(blob), loss.get("distortion"),
                               model.rates)
 

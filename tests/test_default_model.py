@@ -16,7 +16,7 @@ from tests.conftest import live_latents, tiny_config
 def shipped(tmp_path):
     torch.manual_seed(0)
     model = live_latents(create_codec("student_tiny", rates=[0.002, 0.008], **tiny_config("student_tiny")))
-    src = save_checkpoint(tmp_path / "trained.ckpt", model, meta={"config": {"loss": {"lmbda": 0.01}}})
+    src = save_checkpoint(tmp_path / "trained.ckpt", model, meta={"config": {"loss": {"distortion": "ycbcr_mse", "lmbda": 0.01}}})
     assets = tmp_path / "assets"
     path, wh = ship(src, assets / "default.ckpt")
     return model, path, wh, assets
@@ -32,6 +32,18 @@ def test_shipped_weights_are_float16_and_load_as_float32(shipped):
         assert v.dtype == torch.float32
         torch.testing.assert_close(v, model.state_dict()[k].half().float(), rtol=0, atol=0)
     assert loaded.weights_hash == wh == weights_hash(loaded)
+
+
+def test_shipped_model_keeps_its_training_loss(shipped):
+    # overfitting and the bench's RD loss read the training loss: a shipped model must give its
+    # source's (ycbcr_mse here), not fall back to the rgb_mse default
+    from codec.checkpoint import training_lmbda
+    from codec.overfit import checkpoint_loss_config
+
+    _, path, _, _ = shipped
+    blob = read_checkpoint(path)
+    assert checkpoint_loss_config(blob) == {"distortion": "ycbcr_mse", "lmbda": 0.01}
+    assert training_lmbda(blob) == 0.01
 
 
 def test_weights_hash_changes_with_any_weight(shipped):
