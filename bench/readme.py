@@ -450,6 +450,46 @@ def _bd_against_classical(results: Path, r: dict) -> str:
     return ("BD-rate, PSNR-RGB, pchip, against " + "; ".join(cells) + ".") if cells else ""
 
 
+def _bd_cell(anchor: dict, test: dict) -> str:
+    """BD-rate (PSNR-RGB, pchip) of ``test`` against ``anchor`` with the PSNR range both share."""
+    from bench.bd import bd_rate
+
+    lo = max(min(anchor["psnr-rgb"]), min(test["psnr-rgb"]))
+    hi = min(max(anchor["psnr-rgb"]), max(test["psnr-rgb"]))
+    try:
+        v = bd_rate(list(zip(anchor["bpp"], anchor["psnr-rgb"])), list(zip(test["bpp"], test["psnr-rgb"])), "pchip")
+    except ValueError:
+        return "n/a (no overlap)"
+    return f"{v:+.1f} % ({lo:.2f}-{hi:.2f})"
+
+
+def learned_curves(results: Path) -> str:
+    """Every learned curve of results/bench beside the classical anchors: its span and its
+    BD-rate against JPEG, WebP and AVIF with the PSNR range each pair shares."""
+    curves = {}
+    for path in sorted((results / "bench").glob("*.json")):
+        blob = _load(path)
+        if isinstance(blob, dict) and str(blob.get("format", "")).startswith("vmuc-lite-bench"):
+            curves[blob["name"]] = blob
+    anchors = [(n, curves[n]["results"]) for n in ("jpeg", "webp", "avif") if n in curves]
+    learned = [c for c in curves.values() if c["kind"] == "learned"]
+    if not learned or not anchors:
+        return "_no learned and classical curves in results/bench yet: see results/bench/run.sh_"
+    ev = learned[0]["eval_set"]
+    out = [f"Every learned curve of `results/bench` ({ev['count']} eval images of `{ev['dir']}`, real bytes; "
+           "commands in `results/bench/run.sh` and each JSON). BD-rate, PSNR-RGB, pchip, negative = fewer bits "
+           "than the classical codec, with the PSNR-RGB range (dB) the two curves share: a figure over a narrow "
+           "overlap says little.", "",
+           "| curve | codec | points | bpp | PSNR-RGB (dB) | " + " | ".join(f"vs {n}" for n, _ in anchors) + " |",
+           "|---|---|---:|---:|---:|" + "---:|" * len(anchors)]
+    for c in sorted(learned, key=lambda c: c["name"]):
+        r = c["results"]
+        out.append(f"| `{c['name']}` | `{c['codec']}` | {len(r['bpp'])} | {min(r['bpp']):.3f} - {max(r['bpp']):.3f} | "
+                   f"{min(r['psnr-rgb']):.2f} - {max(r['psnr-rgb']):.2f} | "
+                   + " | ".join(_bd_cell(a, r) for _, a in anchors) + " |")
+    return "\n".join(out)
+
+
 def toderici(results: Path) -> str:
     """The recurrent baseline (codec.models.toderici): its training run, its RD curve beside JPEG
     (one checkpoint, one point per iteration count K) and its kMAC/px at every K, from
@@ -538,7 +578,7 @@ def runs(results: Path) -> str:
         "|---|---|---:|---:|---:|---:|---:|", *rows])
 
 
-SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "runs": runs, "distill": distill, "prune": prune,
+SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "runs": runs, "learned-curves": learned_curves, "distill": distill, "prune": prune,
             "variable-rate": variable_rate, "speed": speed,
             "overfit": overfit, "toderici": toderici}
 

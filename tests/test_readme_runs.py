@@ -25,3 +25,25 @@ def test_runs_ledger_lists_every_summary(tmp_path):
 
 def test_runs_ledger_without_runs(tmp_path):
     assert "no training runs yet" in readme.runs(tmp_path)
+
+
+def _curve(path, name, kind, bpp, psnr):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"{name}.json").write_text(json.dumps({
+        "format": "vmuc-lite-bench/1", "name": name, "kind": kind, "codec": name,
+        "eval_set": {"count": 2, "dir": "eval"}, "results": {"bpp": bpp, "psnr-rgb": psnr}}))
+
+
+def test_learned_curves_against_classical(tmp_path):
+    bench = tmp_path / "bench"
+    psnr = [28.0, 30.0, 32.0, 34.0]
+    _curve(bench, "jpeg", "classical", [0.2, 0.3, 0.45, 0.7], psnr)
+    _curve(bench, "webp", "classical", [0.01, 0.02, 0.03, 0.04], [40.0, 41.0, 42.0, 43.0])  # no overlap
+    # the same quality at half of JPEG's bits at every point: BD-rate exactly -50 %
+    _curve(bench, "half", "learned", [0.1, 0.15, 0.225, 0.35], psnr)
+    text = readme.learned_curves(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| `half`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "4" and cells[3] == "0.100 - 0.350" and cells[4] == "28.00 - 34.00"
+    assert cells[5] == "-50.0 % (28.00-34.00)", cells
+    assert cells[6] == "n/a (no overlap)"
