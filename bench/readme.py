@@ -23,6 +23,25 @@ def _val_rows(run_dir: Path) -> list[dict]:
     return [r for r in (json.loads(line) for line in f.read_text().splitlines() if line.strip()) if "val/bpp" in r]
 
 
+def _curves(folder: Path) -> dict[str, dict]:
+    """The bench results in ``folder`` by curve name (bench.results.load_results); {} without it."""
+    from bench.results import load_results
+
+    return {r["name"]: r for r in load_results(folder)} if folder.is_dir() else {}
+
+
+def _bd_overlap(anchor: dict, test: dict, key: str = "psnr-rgb") -> tuple[float | None, float, float]:
+    """BD-rate (pchip) of the ``test`` results against the ``anchor`` ones on ``key`` (None when
+    the curves do not overlap) and the range of ``key`` the two share."""
+    from bench.bd import bd_rate
+
+    lo, hi = max(min(anchor[key]), min(test[key])), min(max(anchor[key]), max(test[key]))
+    try:
+        return bd_rate(list(zip(anchor["bpp"], anchor[key])), list(zip(test["bpp"], test[key])), "pchip"), lo, hi
+    except ValueError:
+        return None, lo, hi
+
+
 def teacher_profile(results: Path) -> str:
     prof = _load(results / "profile" / "vmuc" / "profile.json")
     if prof is None:
@@ -162,8 +181,6 @@ def prune(results: Path) -> str:
 def _prune_rate_points(results: Path) -> list[str]:
     """The pruned student and its from-scratch twin as curves (results/prune/vr, each made
     variable-rate by the same extra training) with their BD-rates from the bench results."""
-    from bench.bd import bd_rate
-
     runs = {name: _load(results / "prune" / "vr" / run / "summary.json")
             for name, run in (("pruned_vr", "dw2x_to_35x"), ("scratch_vr", "dw2x_to_35x_scratch"))}
     curves = {name: _load(results / "bench" / f"{name}.json") for name in (*runs, "jpeg", "avif")}
@@ -179,12 +196,8 @@ def _prune_rate_points(results: Path) -> list[str]:
              "scratch_vr": _load(results / "prune" / "dw2x_to_35x_scratch" / "summary.json")}
 
     def bd(anchor, test, key):
-        try:
-            a = list(zip(curves[anchor]["results"]["bpp"], curves[anchor]["results"][key]))
-            value = bd_rate(a, list(zip(test["results"]["bpp"], test["results"][key])), "pchip")
-            return f"{value:+.1f} %"
-        except ValueError:
-            return "n/a (no overlap)"
+        value = _bd_overlap(curves[anchor]["results"], test["results"], key)[0]
+        return "n/a (no overlap)" if value is None else f"{value:+.1f} %"
 
     for name, run in runs.items():
         c = curves[name]["results"]
@@ -322,11 +335,7 @@ def overfit(results: Path) -> str:
     table = _load(base / "bench" / "overfit.json")
     if not table or not table.get("rows"):
         return "_no overfitting results yet: `python -m bench ... overfit_steps=[100,500] out_dir=results/overfit/bench`_"
-    curves = {}
-    for path in sorted((base / "bench").glob("*.json")):
-        blob = _load(path)
-        if isinstance(blob, dict) and blob.get("format", "").startswith("vmuc-lite-bench"):
-            curves[blob["name"]] = blob
+    curves = _curves(base / "bench")
     out = []
     for name in dict.fromkeys(row["base"] for row in table["rows"]):
         rows = [r for r in table["rows"] if r["base"] == name]
@@ -406,14 +415,14 @@ def overfit(results: Path) -> str:
 def default_model(results: Path) -> str:
     """What the shipped default model is (codec/assets/default.ckpt) and where it stands on the
     eval set (its bench curve, results/bench/default_model.json, with BD-rates in bd.json)."""
-    from codec.checkpoint import read_checkpoint
+    from codec.checkpoint import read_checkpoint, training_config
     from codec.default import DEFAULT_CHECKPOINT
 
     if not DEFAULT_CHECKPOINT.exists():
         return "_no default model shipped yet: `python -m codec ship --checkpoint CKPT`_"
     blob = read_checkpoint(DEFAULT_CHECKPOINT)
     meta, cfg = blob.get("meta") or {}, blob["config"]
-    trained = meta.get("trained") or {}
+    trained = training_config(blob)
     steps = (trained.get("trainer") or {}).get("max_steps")
     text = (f"The default model is `{blob['codec']}`" + (f" with {len(cfg['rates'])} rate points (betas "
             f"{', '.join(f'{r:g}' for r in cfg['rates'])})" if cfg.get("rates") else "") +
@@ -433,44 +442,26 @@ def default_model(results: Path) -> str:
 def _bd_against_classical(results: Path, r: dict) -> str:
     """BD-rate (PSNR-RGB, pchip) against each classical codec of results/bench, with the PSNR
     range the two curves share (a win over a sliver of overlap says little)."""
-    from bench.bd import bd_rate
-
     cells = []
     for name in ("jpeg", "webp", "avif"):
         c = _load(results / "bench" / f"{name}.json")
         if not c:
             continue
-        a = c["results"]
-        lo, hi = max(min(a["psnr-rgb"]), min(r["psnr-rgb"])), min(max(a["psnr-rgb"]), max(r["psnr-rgb"]))
-        try:
-            v = bd_rate(list(zip(a["bpp"], a["psnr-rgb"])), list(zip(r["bpp"], r["psnr-rgb"])), "pchip")
-            cells.append(f"{name} {v:+.1f} % (over {lo:.2f}-{hi:.2f} dB)")
-        except ValueError:
-            cells.append(f"{name} n/a (no overlap)")
+        v, lo, hi = _bd_overlap(c["results"], r)
+        cells.append(f"{name} n/a (no overlap)" if v is None else f"{name} {v:+.1f} % (over {lo:.2f}-{hi:.2f} dB)")
     return ("BD-rate, PSNR-RGB, pchip, against " + "; ".join(cells) + ".") if cells else ""
 
 
 def _bd_cell(anchor: dict, test: dict) -> str:
     """BD-rate (PSNR-RGB, pchip) of ``test`` against ``anchor`` with the PSNR range both share."""
-    from bench.bd import bd_rate
-
-    lo = max(min(anchor["psnr-rgb"]), min(test["psnr-rgb"]))
-    hi = min(max(anchor["psnr-rgb"]), max(test["psnr-rgb"]))
-    try:
-        v = bd_rate(list(zip(anchor["bpp"], anchor["psnr-rgb"])), list(zip(test["bpp"], test["psnr-rgb"])), "pchip")
-    except ValueError:
-        return "n/a (no overlap)"
-    return f"{v:+.1f} % ({lo:.2f}-{hi:.2f})"
+    v, lo, hi = _bd_overlap(anchor, test)
+    return "n/a (no overlap)" if v is None else f"{v:+.1f} % ({lo:.2f}-{hi:.2f})"
 
 
 def learned_curves(results: Path) -> str:
     """Every learned curve of results/bench beside the classical anchors: its span and its
     BD-rate against JPEG, WebP and AVIF with the PSNR range each pair shares."""
-    curves = {}
-    for path in sorted((results / "bench").glob("*.json")):
-        blob = _load(path)
-        if isinstance(blob, dict) and str(blob.get("format", "")).startswith("vmuc-lite-bench"):
-            curves[blob["name"]] = blob
+    curves = _curves(results / "bench")
     anchors = [(n, curves[n]["results"]) for n in ("jpeg", "webp", "avif") if n in curves]
     learned = [c for c in curves.values() if c["kind"] == "learned"]
     if not learned or not anchors:
@@ -510,11 +501,7 @@ def toderici(results: Path) -> str:
     ks = sorted(int(k.split("@")[1]) for k in val if k.startswith("bpp@"))
     for k in ks:
         out.append(f"| {k} | {val[f'bpp@{k}']:.4f} | {val[f'psnr_rgb@{k}']:.2f} | {val[f'ms_ssim@{k}']:.4f} |")
-    curves = {}
-    for path in sorted((base / "bench").glob("*.json")):
-        blob = _load(path)
-        if isinstance(blob, dict) and str(blob.get("format", "")).startswith("vmuc-lite-bench"):
-            curves[blob["name"]] = blob
+    curves = _curves(base / "bench")
     learned = [c for c in curves.values() if c["kind"] == "learned"]
     if learned:
         ev = learned[0]["eval_set"]

@@ -31,7 +31,7 @@ def _curve(path, name, kind, bpp, psnr):
     path.mkdir(parents=True, exist_ok=True)
     (path / f"{name}.json").write_text(json.dumps({
         "format": "vmuc-lite-bench/1", "name": name, "kind": kind, "codec": name,
-        "eval_set": {"count": 2, "dir": "eval"}, "results": {"bpp": bpp, "psnr-rgb": psnr}}))
+        "eval_set": {"count": 2, "dir": "eval"}, "images": [], "results": {"bpp": bpp, "psnr-rgb": psnr}}))
 
 
 def test_learned_curves_against_classical(tmp_path):
