@@ -281,6 +281,8 @@ def speed(results: Path) -> str:
 
     for row in blob["codecs"]:
         weights = "" if row["kind"] != "learned" else ("trained" if row["trained"] else "untrained")
+        if row.get("rate") is not None and row.get("trained"):
+            weights += f", rate {row['rate']:g}"
         cells = [c for b in backends for c in (ms(row, "encode_ms", b), ms(row, "decode_ms", b))]
         rat = [f"{ratios[row['label']][b]:.1f}x" if row["label"] in ratios and b in ratios[row["label"]] else ""
                for b in backends if b != "native"]

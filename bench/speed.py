@@ -259,6 +259,8 @@ def run(args) -> dict:
         label = name if labels.count(name) == 1 else f"{name}@{Path(path).parent.name if path else 'untrained'}"
         e = Learned(label, model, path, backends, args.threads)
         e.role, e.trained = role, path is not None
+        if e.trained and args.rate is not None and model.rate_points is not None:
+            e.rate = model.check_rate(args.rate)
         entries.append(e)
     teacher = entries[0]
     students = [e for e in entries if e.role == "student"]
@@ -326,7 +328,7 @@ def run(args) -> dict:
                "encode_ms": {b: _median_ms(v) for b, v in enc[e.label].items()},
                "decode_ms": {b: _median_ms(v) for b, v in dec[e.label].items()}}
         if e.kind == "learned":
-            row.update(role=e.role, trained=e.trained, checkpoint=e.checkpoint)
+            row.update(role=e.role, trained=e.trained, checkpoint=e.checkpoint, rate=e.rate)
         else:
             row.update(quality=e.quality, settings=e.impl.settings())
         rows.append(row)
@@ -373,6 +375,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the student of the per-part breakdown and the targets (default: the first trained one)")
     p.add_argument("--images", default=None, help=f"folder of images, or 'builtin' (default: {DEFAULT_EVAL} if "
                                                   "present, else builtin)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="rate point every trained variable-rate checkpoint codes at (default: its middle one)")
     p.add_argument("--max-images", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up round")
     p.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")

@@ -261,3 +261,27 @@ def test_bench_speed_refuses_bad_arguments(tmp_path, capsys):
     assert speed.main(argv) == 2
     assert "neither a checkpoint file nor a registered codec" in capsys.readouterr().err
     assert speed.main(["--rounds", "0"]) == 2
+
+
+def test_bench_speed_codes_a_trained_variable_rate_checkpoint_at_the_rate_asked(tmp_path):
+    """--rate reaches the coder: the top rate of a two-rate model spends more bytes than the
+    bottom one, each row records its rate, and a rate the model lacks is a clean error."""
+    from bench import readme, speed
+    from codec.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = live_latents(create_codec("student_tiny", rates=[0.001, 0.05], **tiny_config("student_tiny")))
+    ckpt = save_checkpoint(tmp_path / "vr.ckpt", model)
+    rows = {}
+    for rate in (0, 1):
+        out = tmp_path / f"r{rate}" / "speed" / "speed.json"
+        argv = ["--teacher", "vmuc_tiny", "--students", "student_tiny", "--checkpoint", str(ckpt), "--rate", str(rate),
+                "--images", "builtin", "--max-images", "1", "--rounds", "1", "--backends", "pytorch",
+                "--classical", "jpeg", "--quality", "jpeg=50", "--out", str(out)]
+        assert speed.main(argv) == 0
+        rows[rate] = json.loads(out.read_text())["codecs"][1]
+        assert rows[rate]["trained"] and rows[rate]["rate"] == rate
+        assert f"trained, rate {rate}" in readme.speed(out.parent.parent)
+    assert rows[1]["bpp"] > rows[0]["bpp"]
+    assert speed.main(argv[:-1] + [str(tmp_path / "bad.json")] + ["--rate", "7"]) == 2
+    assert not (tmp_path / "bad.json").exists()
