@@ -480,7 +480,32 @@ def learned_curves(results: Path) -> str:
         out.append(f"| `{c['name']}` | `{c['codec']}` | {len(r['bpp'])} | {min(r['bpp']):.3f} - {max(r['bpp']):.3f} | "
                    f"{min(r['psnr-rgb']):.2f} - {max(r['psnr-rgb']):.2f} | "
                    + " | ".join(_bd_cell(a, r) for _, a in anchors) + " |")
-    return "\n".join(out)
+    return "\n".join(out + _learned_matrix(learned))
+
+
+def _learned_matrix(learned: list[dict]) -> list[str]:
+    """The learned curves against each other: BD-rate of each row against each column, among
+    the curves that share a PSNR range with at least one other (the rest are named)."""
+    named = sorted(learned, key=lambda c: c["name"])
+    cells = {(a["name"], b["name"]): _bd_overlap(b["results"], a["results"]) for a in named for b in named if a is not b}
+    shown = [c for c in named if any(cells[(c["name"], o["name"])][0] is not None for o in named if o is not c)]
+    if len(shown) < 2:
+        return []
+    alone = [c["name"] for c in named if c not in shown]
+    out = ["", "The learned curves against each other: BD-rate (PSNR-RGB, pchip) of the row's curve against the "
+           "column's, with the PSNR-RGB range (dB) both share; negative = the row needs fewer bits."
+           + (f" Not shown (no overlap with any other): {', '.join(f'`{n}`' for n in alone)}." if alone else ""), "",
+           "| row vs column | " + " | ".join(f"`{c['name']}`" for c in shown) + " |", "|---|" + "---:|" * len(shown)]
+    for a in shown:
+        row = []
+        for b in shown:
+            if a is b:
+                row.append("")
+                continue
+            v, lo, hi = cells[(a["name"], b["name"])]
+            row.append("n/a" if v is None else f"{v:+.1f} % ({lo:.2f}-{hi:.2f})")
+        out.append(f"| `{a['name']}` | " + " | ".join(row) + " |")
+    return out
 
 
 def toderici(results: Path) -> str:

@@ -47,3 +47,22 @@ def test_learned_curves_against_classical(tmp_path):
     assert cells[2] == "4" and cells[3] == "0.100 - 0.350" and cells[4] == "28.00 - 34.00"
     assert cells[5] == "-50.0 % (28.00-34.00)", cells
     assert cells[6] == "n/a (no overlap)"
+
+
+def test_learned_curves_against_each_other(tmp_path):
+    """Row against column, both ways (-50 % and +100 % for half and double the bits), and a
+    curve that overlaps no other learned curve is named, not shown."""
+    bench = tmp_path / "bench"
+    psnr = [28.0, 30.0, 32.0, 34.0]
+    _curve(bench, "jpeg", "classical", [0.2, 0.3, 0.45, 0.7], psnr)
+    _curve(bench, "a_half", "learned", [0.1, 0.15, 0.225, 0.35], psnr)
+    _curve(bench, "b_full", "learned", [0.2, 0.3, 0.45, 0.7], psnr)
+    _curve(bench, "c_far", "learned", [1.0, 1.5, 2.0, 2.5], [14.0, 15.0, 16.0, 17.0])
+    text = readme.learned_curves(tmp_path)
+    assert "Not shown (no overlap with any other): `c_far`" in text
+    header = next(line for line in text.splitlines() if line.startswith("| row vs column"))
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["`a_half`", "`b_full`"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")][1:]
+            for line in text.splitlines()[text.splitlines().index(header) + 2:] if line.startswith("| `")}
+    assert rows["`a_half`"] == ["", "-50.0 % (28.00-34.00)"]
+    assert rows["`b_full`"] == ["+100.0 % (28.00-34.00)", ""]
