@@ -127,6 +127,7 @@ def report_settings(cfg: DictConfig) -> dict:
         "profiles": tuple(_plain(cfg.get("profiles")) or ()),
         "profile_dir": cfg.get("profile_dir"),
         "target": cfg.get("target"),
+        "gate_teacher": cfg.get("gate_teacher"),
     }
 
 

@@ -48,6 +48,7 @@ DEFAULTS = {
     "profiles": (),
     "profile_dir": "results/profile",
     "target": 35.0,
+    "gate_teacher": None,
 }
 
 #: BD columns: (key, metric in the results, fit, label in the report)
@@ -252,7 +253,7 @@ def report_command(out_dir: str, report: str | None, settings: dict) -> str:
     if report is not None:
         parts += ["--report", shlex.quote(str(report))]
     flags = {"anchor_teacher": "--teacher", "student_pattern": "--students", "anchor_classical": "--anchor",
-             "profile_dir": "--profile-dir", "target": "--target"}
+             "profile_dir": "--profile-dir", "target": "--target", "gate_teacher": "--gate-teacher"}
     for key, flag in flags.items():
         if settings[key] != DEFAULTS[key]:
             parts += [flag, shlex.quote(str(settings[key]))]
@@ -330,6 +331,16 @@ def pareto_reference(results, roles, bd) -> tuple[str, str, str] | None:
     return None
 
 
+def gate_profile(gate: str, results, entries):
+    """The profile whose decoder kMAC/px sets the budget line: that of the bench curve labelled
+    (or of the codec named) ``gate``, else a profile of a codec or label of that name."""
+    entries = list(entries)
+    curve = next((r for r in results if r["name"] == gate), None) or \
+        next((r for r in results if r.get("codec") == gate), None)
+    found = match_profile(curve, entries) if curve is not None else None
+    return found or next((e for e in entries if gate in (e.codec, e.label)), None)
+
+
 def _pareto(results, roles, teacher, bd, s, out: Path, report_path: Path) -> list[str]:
     """The Pareto section: the figure when possible, else why not."""
     lines = ["## Decoder compute against compression efficiency", ""]
@@ -355,7 +366,15 @@ def _pareto(results, roles, teacher, bd, s, out: Path, report_path: Path) -> lis
     by_name = {r["name"]: r for r in results}
     t_profile = match_profile(by_name[teacher], entries)
     points, rows, missing = [], [], []
-    budget = t_profile.decoder_kmac_per_px / s["target"] if t_profile else None
+    gate, g_profile = teacher, t_profile
+    if s["gate_teacher"] not in (None, teacher):
+        gate, g_profile = s["gate_teacher"], gate_profile(s["gate_teacher"], results, entries)
+        if g_profile is None:
+            return skip(f"the gate teacher `{gate}` has no profile (a bench curve of that label or codec with a "
+                        f"profile, or a profile of that codec, in {where})")
+        rows.append([f"`{gate}` (gate)", _f(g_profile.decoder_kmac_per_px, 2), _f(g_profile.encoder_kmac_per_px, 2),
+                     "", "", f"`{g_profile.source}`"])
+    budget = g_profile.decoder_kmac_per_px / s["target"] if g_profile else None
     if t_profile:
         t_cell = {"value": 0.0, "reason": None} if role == "teacher" else bd[role]["rows"][teacher][key]
         if t_cell["value"] is not None:
@@ -390,7 +409,8 @@ def _pareto(results, roles, teacher, bd, s, out: Path, report_path: Path) -> lis
     if role != "teacher":
         lines += [f"No student's curve overlaps the teacher's, so the y axis is the BD-rate against {against}.", ""]
     if budget is not None:
-        lines += [f"Budget line: teacher decoder {t_profile.decoder_kmac_per_px:.2f} kMAC/px / {s['target']:g} = "
+        whose = "teacher" if gate == teacher else f"gate teacher `{gate}`"
+        lines += [f"Budget line: {whose} decoder {g_profile.decoder_kmac_per_px:.2f} kMAC/px / {s['target']:g} = "
                   f"**{budget:.3f} kMAC/px**. BD-rate: {metric}, pchip, against {against}.", ""]
     lines += _table(["codec", "decoder kMAC/px", "encoder kMAC/px", f"BD-rate vs {anchor} ({metric})",
                      "decoder under budget", "profile"], rows)
@@ -539,11 +559,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile-dir", default=DEFAULTS["profile_dir"],
                    help=f"folder searched for profiler JSON (default {DEFAULTS['profile_dir']})")
     p.add_argument("--target", type=float, default=DEFAULTS["target"], help="compute reduction target (default 35)")
+    p.add_argument("--gate-teacher", default=None, metavar="LABEL",
+                   help="the curve or codec whose decoder kMAC/px / target is the budget line (default: the teacher)")
     args = p.parse_args(argv)
     try:
         path = build_report(args.results_dir, args.report, anchor_teacher=args.teacher,
                             student_pattern=args.students, anchor_classical=args.anchor, profiles=args.profile,
-                            profile_dir=args.profile_dir, target=args.target)
+                            profile_dir=args.profile_dir, target=args.target, gate_teacher=args.gate_teacher)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

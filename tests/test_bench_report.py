@@ -172,3 +172,20 @@ def test_pareto_reference_prefers_the_teacher_then_the_anchor_and_psnr_rgb_then_
     assert pareto_reference(results, roles, bd) == ("teacher", "psnr_rgb_pchip", "PSNR-RGB")
     bd = {"teacher": {"anchor": "t", "rows": table(None, None)}, "classical": {"anchor": "avif", "rows": table(None, None)}}
     assert pareto_reference(results, roles, bd) is None
+
+
+def test_gate_teacher_sets_the_budget_line_while_another_curve_is_the_rd_teacher(synthetic):
+    """A mid-size RD teacher (student_slow's curve) with the budget of vmuc's profile: the line is
+    70 / 35 = 2 kMAC/px, BD-rates are against the RD teacher; a gate without a profile is said."""
+    root, out = synthetic
+    _profiles(root / "results" / "profile")
+    build_report(out, profile_dir=root / "results" / "profile", anchor_teacher="student_slow", gate_teacher="vmuc")
+    text = (root / "results" / "REPORT.md").read_text()
+    assert "Budget line: gate teacher `vmuc` decoder 70.00 kMAC/px / 35 = **2.000 kMAC/px**" in text
+    assert "| `vmuc` (gate) | 70.00 | 80.00 |" in text
+    # student_fast spends 1.10 / 1.05 of the RD teacher's bits: +4.76 %, and its 1.4 kMAC/px is under 2
+    assert "| `student_fast` | 1.400 | 2.000 | +4.76 % | yes |" in text
+    command = json.loads((out / "bd.json").read_text())["command"]
+    assert "--teacher student_slow" in command and command.endswith("--gate-teacher vmuc")
+    build_report(out, profile_dir=root / "results" / "profile", anchor_teacher="student_slow", gate_teacher="nothing")
+    assert "Skipped: the gate teacher `nothing` has no profile" in (root / "results" / "REPORT.md").read_text()

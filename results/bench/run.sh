@@ -16,4 +16,4 @@ python -m profiling checkpoint=codec/assets/default.ckpt wall_runs=0 hydra.run.d
 python -m profiling checkpoint=results/prune/vr/dw2x_to_35x/last.ckpt wall_runs=0 hydra.run.dir=results/profile/pruned_vr
 python -m profiling checkpoint=results/train/teacher_dw2x/vr_rates_6/last.ckpt wall_runs=0 hydra.run.dir=results/profile/teacher_dw2x_vr
 python -m profiling checkpoint=results/zoo6/ckbd/prune/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_prune
-python -m bench.report results/bench
+python -m bench.report results/bench --teacher teacher_dw2x_vr --gate-teacher vmuc
