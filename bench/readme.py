@@ -428,8 +428,9 @@ def default_model(results: Path) -> str:
     steps = (trained.get("trainer") or {}).get("max_steps")
     text = (f"The default model is `{blob['codec']}`" + (f" with {len(cfg['rates'])} rate points (betas "
             f"{', '.join(f'{r:g}' for r in cfg['rates'])})" if cfg.get("rates") else "") +
+            (" and per-layer widths (`codec.layer_widths`)" if cfg.get("layer_widths") else "") +
             f", {DEFAULT_CHECKPOINT.stat().st_size / 1e6:.1f} MB of float16 weights, trained for {steps} steps on "
-            f"this project's 2-core CPU (`{meta.get('source')}`).")
+            f"this project's 2-core CPU (`{_repo_path(meta.get('source'))}`){_init_chain(trained, steps)}.")
     if cfg.get("rates"):
         text += f" `--rate R` takes R in [0, {len(cfg['rates']) - 1}]; the default is {len(cfg['rates']) // 2}."
     bench = _load(results / "bench" / "default_model.json")
@@ -439,6 +440,37 @@ def default_model(results: Path) -> str:
                  f"{min(r['bpp']):.3f} to {max(r['bpp']):.3f} bpp (`{bench.get('command', '')}`).")
         text += " " + _bd_against_classical(results, r)
     return text
+
+
+def _repo_path(path) -> str:
+    """``path`` relative to the working directory when it lies inside it (runs record absolute ones)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (TypeError, ValueError):
+        return str(path)
+
+
+def _init_chain(trained: dict, steps) -> str:
+    """Where a training started when it started from another checkpoint (``trainer.init_from``),
+    link by link: each checkpoint's run folder's summary.json (steps), and the checkpoint itself
+    (when on this machine) for the link before it; '' for a training from scratch."""
+    from codec.checkpoint import read_checkpoint, training_config
+
+    links, total, cfg, seen = [], steps or 0, trained, set()
+    while (init := (cfg.get("trainer") or {}).get("init_from")) and init not in seen:
+        seen.add(init)
+        summary = _load(Path(init).parent / "summary.json")
+        n = summary.get("steps") if summary else None
+        links.append(f"`{_repo_path(init)}`" + (f" ({n} steps)" if n is not None else " (steps unknown)"))
+        total = total + n if n is not None and total is not None else None
+        try:
+            cfg = training_config(read_checkpoint(init))
+        except Exception:  # a checkpoint that is not on this machine: the chain ends with its summary
+            break
+    if not links:
+        return ""
+    return (", starting from " + ", which started from ".join(links)
+            + (f": {total} steps in all" if total is not None else ""))
 
 
 def _bd_against_classical(results: Path, r: dict) -> str:

@@ -66,3 +66,30 @@ def test_learned_curves_against_each_other(tmp_path):
             for line in text.splitlines()[text.splitlines().index(header) + 2:] if line.startswith("| `")}
     assert rows["`a_half`"] == ["", "-50.0 % (28.00-34.00)"]
     assert rows["`b_full`"] == ["+100.0 % (28.00-34.00)", ""]
+
+
+def test_default_model_text_follows_the_init_from_chain(tmp_path, monkeypatch):
+    """Steps of every link from its summary.json; the link before from the checkpoint's own
+    training config; a missing checkpoint ends the chain at its summary."""
+    import torch
+
+    from codec.checkpoint import save_checkpoint
+    from codec.registry import create_codec
+    from tests.conftest import tiny_config
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model = create_codec("student_tiny", **tiny_config("student_tiny"))
+    first, second = tmp_path / "runs" / "first", tmp_path / "runs" / "second"
+    for folder, steps in ((first, 300), (second, 700)):
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"steps": steps}))
+    save_checkpoint(first / "last.ckpt", model, meta={"config": {"trainer": {"max_steps": 300}}})
+    save_checkpoint(second / "last.ckpt", model,
+                    meta={"config": {"trainer": {"max_steps": 700, "init_from": str(first / "last.ckpt")}}})
+    final = {"trainer": {"max_steps": 50, "init_from": str(second / "last.ckpt")}}
+    assert readme._init_chain(final, 50) == (", starting from `runs/second/last.ckpt` (700 steps), which started "
+                                             "from `runs/first/last.ckpt` (300 steps): 1050 steps in all")
+    assert readme._init_chain({"trainer": {"max_steps": 50}}, 50) == ""
+    (second / "last.ckpt").unlink()
+    assert readme._init_chain(final, 50) == ", starting from `runs/second/last.ckpt` (700 steps): 750 steps in all"

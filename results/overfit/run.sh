@@ -5,7 +5,8 @@
 set -e
 cd /work/main
 E="data.eval_dir=data/prepared/eval progress=false out_dir=results/overfit/bench report=results/overfit/REPORT.md"
-# the shipped default model (variable-rate student_dw_ckbd), its four trained rates, one thread
+# the default model as shipped until commit b6353c8 (variable-rate student_dw_ckbd), its four trained
+# rates, one thread; since then another model ships: `git show b6353c8:codec/assets/default.ckpt`
 python -m bench $E threads=1 'learned={student_dw_ckbd:[codec/assets/default.ckpt]}' 'rates=[0,1,2,3]' 'overfit_steps=[100,500]'
 # the variable-rate mid-size teacher (results/train/teacher_dw2x/run_vr.sh), four of its six rates;
 # N = 100 and N = 500 as two processes, one core each (the same feed-forward curve is written by both)
