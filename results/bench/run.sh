@@ -7,15 +7,20 @@ set -e
 cd /work/main
 E="data.eval_dir=data/prepared/eval threads=1 progress=false"
 python -m bench $E 'classical=[jpeg,jpeg2000,webp,avif,jpegxl,hevc]'
-python -m bench $E "learned={default_model:[codec/assets/default.ckpt]}"
 python -m bench $E "learned={student_dw_ckbd_fixed:[results/variable_rate/fixed/*/last.ckpt]}"
 python -m bench $E "learned={pruned_vr:[results/prune/vr/dw2x_to_35x/last.ckpt],scratch_vr:[results/prune/vr/dw2x_to_35x_scratch/last.ckpt]}"
 python -m bench $E "learned={teacher_dw2x_vr:[results/train/teacher_dw2x/vr_rates_6/last.ckpt]}"
 python -m bench $E "learned={zoo6_ckbd_prune:[results/zoo6/ckbd/prune/last.ckpt]}"
 python -m bench $E "learned={zoo6_ckbd_scratch:[results/zoo6/ckbd/scratch/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={zoo6_ckbd_distill:[results/zoo6/ckbd/distill/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={default_rates7:[results/default/rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+# the shipped default model (python -m codec ship --checkpoint results/default/rates_7/last.ckpt)
+python -m bench $E "learned={default_model:[codec/assets/default.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m profiling checkpoint=codec/assets/default.ckpt wall_runs=0 hydra.run.dir=results/profile/default_model
 python -m profiling checkpoint=results/prune/vr/dw2x_to_35x/last.ckpt wall_runs=0 hydra.run.dir=results/profile/pruned_vr
 python -m profiling checkpoint=results/train/teacher_dw2x/vr_rates_6/last.ckpt wall_runs=0 hydra.run.dir=results/profile/teacher_dw2x_vr
 python -m profiling checkpoint=results/zoo6/ckbd/prune/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_prune
 python -m profiling checkpoint=results/zoo6/ckbd/scratch/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_scratch
+python -m profiling checkpoint=results/zoo6/ckbd/distill/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_distill
+python -m profiling checkpoint=results/default/rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_rates7
 python -m bench.report results/bench --teacher teacher_dw2x_vr --gate-teacher vmuc
