@@ -454,9 +454,9 @@ def _init_chain(trained: dict, steps) -> str:
     """Where a training started when it started from another checkpoint (``trainer.init_from``),
     link by link: each checkpoint's run folder's summary.json (steps), and the checkpoint itself
     (when on this machine) for the link before it; '' for a training from scratch."""
-    from codec.checkpoint import read_checkpoint, training_config
+    from codec.checkpoint import CheckpointError, read_checkpoint, training_config
 
-    links, total, cfg, seen = [], steps or 0, trained, set()
+    links, total, cfg, seen = [], steps, trained, set()
     while (init := (cfg.get("trainer") or {}).get("init_from")) and init not in seen:
         seen.add(init)
         summary = _load(Path(init).parent / "summary.json")
@@ -465,7 +465,7 @@ def _init_chain(trained: dict, steps) -> str:
         total = total + n if n is not None and total is not None else None
         try:
             cfg = training_config(read_checkpoint(init))
-        except Exception:  # a checkpoint that is not on this machine: the chain ends with its summary
+        except CheckpointError:  # not on this machine (or unreadable): the chain ends with its summary
             break
     if not links:
         return ""

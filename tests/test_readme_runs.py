@@ -91,5 +91,7 @@ def test_default_model_text_follows_the_init_from_chain(tmp_path, monkeypatch):
     assert readme._init_chain(final, 50) == (", starting from `runs/second/last.ckpt` (700 steps), which started "
                                              "from `runs/first/last.ckpt` (300 steps): 1050 steps in all")
     assert readme._init_chain({"trainer": {"max_steps": 50}}, 50) == ""
+    # the last run's own steps unknown: no total
+    assert readme._init_chain(final, None).endswith("`runs/first/last.ckpt` (300 steps)")
     (second / "last.ckpt").unlink()
     assert readme._init_chain(final, 50) == ", starting from `runs/second/last.ckpt` (700 steps): 750 steps in all"
