@@ -624,8 +624,32 @@ def runs(results: Path) -> str:
         "|---|---|---:|---:|---:|---:|---:|", *rows])
 
 
+def recipe(results: Path) -> str:
+    """The CPU recipe sweep at equal wall time (``python -m bench.recipe results/recipe``)."""
+    blob = _load(results / "recipe" / "recipe.json")
+    if blob is None:
+        return "_no recipe sweep yet: `bash results/recipe/run.sh NAME ...`, then `python -m bench.recipe results/recipe`_"
+    from bench.recipe import to_markdown
+
+    rows = blob["rows"]
+    ref = _load(Path(blob["reference"])) if blob.get("reference") else None
+    minutes = sorted({r["max_minutes"] for r in rows if r.get("max_minutes")})
+    ranked = sorted((r for r in rows if r["rd_loss"] is not None), key=lambda r: r["rd_loss"])
+    lead = (f"{len(rows)} recipes of `{rows[0]['codec']}` from scratch at lambda {rows[0]['lmbda']:g}, each "
+            f"{' / '.join(f'{m:g}' for m in minutes)} min of one core (`trainer.max_minutes`, constant learning "
+            f"rate), two at a time beside other work on the 2-core CPU (`results/recipe/run.sh`); measured by "
+            f"`{blob['command']}` on real bitstreams of the eval set.")
+    tail = ""
+    if ranked:
+        tail = (f"\n\nLowest RD loss on real bits: `{ranked[0]['run']}`"
+                + (f", then `{ranked[1]['run']}` (+{100 * (ranked[1]['rd_loss'] / ranked[0]['rd_loss'] - 1):.1f} %)"
+                   if len(ranked) > 1 else "")
+                + f"; highest: `{ranked[-1]['run']}` (+{100 * (ranked[-1]['rd_loss'] / ranked[0]['rd_loss'] - 1):.1f} %).")
+    return lead + "\n\n" + to_markdown(rows, ref.get("name") if ref else None) + tail
+
+
 SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "runs": runs, "learned-curves": learned_curves, "distill": distill, "prune": prune,
-            "variable-rate": variable_rate, "speed": speed,
+            "variable-rate": variable_rate, "speed": speed, "recipe": recipe,
             "overfit": overfit, "toderici": toderici}
 
 
