@@ -14,6 +14,8 @@ python -m bench $E "learned={zoo6_ckbd_prune:[results/zoo6/ckbd/prune/last.ckpt]
 python -m bench $E "learned={zoo6_ckbd_scratch:[results/zoo6/ckbd/scratch/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_ckbd_distill:[results/zoo6/ckbd/distill/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_msp_scratch:[results/zoo6/msp/scratch/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={zoo6_msp_distill:[results/zoo6/msp/distill/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={zoo6_msp_prune:[results/zoo6/msp/prune/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_rates7:[results/default/rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 # the shipped default model (python -m codec ship --checkpoint results/default/rates_7/last.ckpt)
 python -m bench $E "learned={default_model:[codec/assets/default.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
@@ -24,5 +26,7 @@ python -m profiling checkpoint=results/zoo6/ckbd/prune/last.ckpt wall_runs=0 hyd
 python -m profiling checkpoint=results/zoo6/ckbd/scratch/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_scratch
 python -m profiling checkpoint=results/zoo6/ckbd/distill/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_distill
 python -m profiling checkpoint=results/zoo6/msp/scratch/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_scratch
+python -m profiling checkpoint=results/zoo6/msp/distill/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_distill
+python -m profiling checkpoint=results/zoo6/msp/prune/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_prune
 python -m profiling checkpoint=results/default/rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_rates7
 python -m bench.report results/bench --teacher teacher_dw2x_vr --gate-teacher vmuc
