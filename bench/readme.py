@@ -648,8 +648,62 @@ def recipe(results: Path) -> str:
     return lead + "\n\n" + to_markdown(rows, ref.get("name") if ref else None) + tail
 
 
+_ZOO_METHODS = {"scratch": "from scratch", "distill": "distilled", "prune": "pruned from a wider model"}
+
+
+def _zoo_steps(results: Path, student: str, method: str) -> str:
+    """Student steps of a zoo6 run: the engine's summary, or pruning's steps x fine-tuning steps."""
+    run = results / "zoo6" / student / method
+    summary, pruned = _load(run / "summary.json"), _load(run / "prune.json")
+    if pruned and pruned.get("prune"):
+        p = pruned["prune"]
+        return f"{int(p['steps']) * int(p['finetune_steps'])} ({p['steps']} x {p['finetune_steps']})"
+    return str(summary["steps"]) if summary else "?"
+
+
+def zoo_students(results: Path) -> str:
+    """The zoo students of results/zoo6 (checkerboard and MSP, each from scratch, distilled and
+    pruned at equal student steps): span, decoder kMAC/px, BD-rates against the teacher, the
+    scratch twin and the classical codecs."""
+    curves = _curves(results / "bench")
+    teacher = curves.get("teacher_dw2x_vr")
+    classical = [n for n in ("jpeg", "webp", "avif") if n in curves]
+    rows = []
+    for student, context in (("ckbd", "checkerboard"), ("msp", "multi-scale progressive")):
+        twin = curves.get(f"zoo6_{student}_scratch")
+        for method, how in _ZOO_METHODS.items():
+            name = f"zoo6_{student}_{method}"
+            c = curves.get(name)
+            if c is None:
+                rows.append(f"| `{name}` | {context} | {how} | not benched yet |" + " |" * (5 + len(classical)))
+                continue
+            r = c["results"]
+            prof = _load(results / "profile" / name / "profile.json")
+            kmac = f"{prof['decoder']['kmac_per_px']:.3f}" if prof else "?"
+            cells = [_bd_cell(teacher["results"], r) if teacher else "",
+                     "" if method == "scratch" or twin is None else _bd_cell(twin["results"], r)]
+            cells += [_bd_cell(curves[n]["results"], r) for n in classical]
+            rows.append(f"| `{name}` | {context} | {how} | {_zoo_steps(results, student, method)} | {kmac} | "
+                        f"{min(r['bpp']):.3f} - {max(r['bpp']):.3f} | {min(r['psnr-rgb']):.2f} - {max(r['psnr-rgb']):.2f} | "
+                        + " | ".join(cells) + " |")
+    if not any(f"zoo6_{s}_{m}" in curves for s in ("ckbd", "msp") for m in _ZOO_METHODS):
+        return "_no zoo students benched yet: `bash results/zoo6/run.sh STAGE`, then results/bench/run.sh_"
+    rates = next((c["config"]["rates"] for n, c in sorted(curves.items())
+                  if n.startswith("zoo6_") and (c.get("config") or {}).get("rates")), [])
+    return "\n".join([
+        f"Two zoo students, {len(rates)} rates each (betas {', '.join(f'{b:g}' for b in rates)}), trained three ways at equal student steps "
+        "(`results/zoo6/run.sh`): from scratch, distilled from the variable-rate mid-size teacher "
+        "`teacher_dw2x_vr`, and pruned to the 35x budget from a wider model of the same family (the checkerboard "
+        "student from that teacher, the MSP one from a wide MSP student trained from scratch). Benched on the eval "
+        "set with real bytes (`results/bench/run.sh`). BD-rate, PSNR-RGB, pchip, with the PSNR-RGB range (dB) both "
+        "curves share; negative = fewer bits than the column's curve.", "",
+        "| curve | context | trained | student steps | decoder kMAC/px | bpp | PSNR-RGB (dB) | vs teacher | "
+        "vs its scratch twin | " + " | ".join(f"vs {n}" for n in classical) + " |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(classical), *rows])
+
+
 SECTIONS = {"default-model": default_model, "teacher-profile": teacher_profile, "zoo": zoo, "training": training, "runs": runs, "learned-curves": learned_curves, "distill": distill, "prune": prune,
-            "variable-rate": variable_rate, "speed": speed, "recipe": recipe,
+            "variable-rate": variable_rate, "speed": speed, "recipe": recipe, "zoo-students": zoo_students,
             "overfit": overfit, "toderici": toderici}
 
 

@@ -95,3 +95,37 @@ def test_default_model_text_follows_the_init_from_chain(tmp_path, monkeypatch):
     assert readme._init_chain(final, None).endswith("`runs/first/last.ckpt` (300 steps)")
     (second / "last.ckpt").unlink()
     assert readme._init_chain(final, 50) == ", starting from `runs/second/last.ckpt` (700 steps): 750 steps in all"
+
+
+def test_zoo_students_table(tmp_path):
+    """Each zoo student against the teacher, its scratch twin and JPEG, with known BD-rates
+    (the same PSNR at a constant factor of the bits), its steps (pruning: steps x fine-tuning
+    steps) and its profile; a student not benched yet says so."""
+    bench = tmp_path / "bench"
+    psnr = [28.0, 30.0, 32.0, 34.0]
+    bpp = [0.2, 0.3, 0.45, 0.7]
+    _curve(bench, "jpeg", "classical", bpp, psnr)
+    _curve(bench, "teacher_dw2x_vr", "learned", [b / 2 for b in bpp], psnr)
+    _curve(bench, "zoo6_ckbd_scratch", "learned", [b * 0.8 for b in bpp], psnr)
+    _curve(bench, "zoo6_ckbd_prune", "learned", [b * 0.8 * 1.25 for b in bpp], psnr)
+    blob = json.loads((bench / "zoo6_ckbd_scratch.json").read_text())
+    (bench / "zoo6_ckbd_scratch.json").write_text(json.dumps({**blob, "config": {"rates": [0.001, 0.01]}}))
+    (tmp_path / "zoo6" / "ckbd" / "scratch").mkdir(parents=True)
+    (tmp_path / "zoo6" / "ckbd" / "scratch" / "summary.json").write_text(json.dumps({"steps": 1200}))
+    (tmp_path / "zoo6" / "ckbd" / "prune").mkdir(parents=True)
+    (tmp_path / "zoo6" / "ckbd" / "prune" / "prune.json").write_text(
+        json.dumps({"prune": {"steps": 3, "finetune_steps": 400}}))
+    (tmp_path / "profile" / "zoo6_ckbd_prune").mkdir(parents=True)
+    (tmp_path / "profile" / "zoo6_ckbd_prune" / "profile.json").write_text(json.dumps({"decoder": {"kmac_per_px": 1.5}}))
+    text = readme.zoo_students(tmp_path)
+    assert "2 rates each (betas 0.001, 0.01)" in text
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")][1:]
+            for line in text.splitlines() if line.startswith("| `zoo6")}
+    # columns after the name: context, trained, steps, kMAC/px, bpp, PSNR, teacher, twin, jpeg
+    scratch, prune = rows["`zoo6_ckbd_scratch`"], rows["`zoo6_ckbd_prune`"]
+    assert scratch[2] == "1200" and scratch[3] == "?" and scratch[6] == "+60.0 % (28.00-34.00)"
+    assert scratch[7] == "" and scratch[8] == "-20.0 % (28.00-34.00)"
+    assert prune[2] == "1200 (3 x 400)" and prune[3] == "1.500" and prune[7] == "+25.0 % (28.00-34.00)"
+    assert prune[8] == "+0.0 % (28.00-34.00)" or prune[8] == "-0.0 % (28.00-34.00)"
+    assert rows["`zoo6_msp_distill`"][2] == "not benched yet"
+    assert "no zoo students benched yet" in readme.zoo_students(tmp_path / "empty")
