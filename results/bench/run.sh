@@ -10,6 +10,8 @@ python -m bench $E 'classical=[jpeg,jpeg2000,webp,avif,jpegxl,hevc]'
 python -m bench $E "learned={student_dw_ckbd_fixed:[results/variable_rate/fixed/*/last.ckpt]}"
 python -m bench $E "learned={pruned_vr:[results/prune/vr/dw2x_to_35x/last.ckpt],scratch_vr:[results/prune/vr/dw2x_to_35x_scratch/last.ckpt]}"
 python -m bench $E "learned={teacher_dw2x_vr:[results/train/teacher_dw2x/vr_rates_6/last.ckpt]}"
+# the variable-rate vmuc recipe trained on this CPU (results/train/vmuc_vr_cpu/run.sh)
+python -m bench $E "learned={vmuc_vr_cpu:[results/train/vmuc_vr_cpu/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_ckbd_prune:[results/zoo6/ckbd/prune/last.ckpt]}"
 python -m bench $E "learned={zoo6_ckbd_scratch:[results/zoo6/ckbd/scratch/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_ckbd_distill:[results/zoo6/ckbd/distill/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
