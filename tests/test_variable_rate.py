@@ -367,10 +367,44 @@ def test_init_from_a_fixed_rate_checkpoint_with_rates_gives_a_variable_rate_mode
     for k, v in fixed.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
     vr_ckpt = save_checkpoint(tmp_path / "vr.ckpt", model)
-    with pytest.raises(CheckpointError, match="differs"):
+    with pytest.raises(CheckpointError, match="does not contain them all"):
         model_from_checkpoint(vr_ckpt, rates=[0.001, 0.002])
     assert model_from_checkpoint(vr_ckpt)[0].rates == tuple(RATES)
     cfg = compose_cfg("train_student", ["codec=student_tiny", f"codec.rates={RATES}", *FAST, "trainer.max_steps=1",
                                         "trainer.val_every=0", f"trainer.init_from={ckpt}"])
     train_run(cfg, tmp_path / "run")
     assert load_checkpoint(tmp_path / "run" / "last.ckpt")[0].rates == tuple(RATES)
+
+
+def test_init_from_a_variable_rate_checkpoint_adds_rate_points(tmp_path):
+    """Extending a variable-rate model's rates keeps its weights and its gains at its own rates;
+    a new rate starts from the nearest trained point's gains times sqrt(new / nearest)."""
+    import math
+
+    from codec.checkpoint import save_checkpoint
+    from codec.engine.checkpoints import model_from_checkpoint
+
+    torch.manual_seed(0)
+    vr = create_codec("student_tiny", **{**tiny_config("student_tiny"), "rates": RATES})
+    with torch.no_grad():  # trained gains differ per channel, unlike their start
+        vr.gain.log_gain.add_(0.1 * torch.randn_like(vr.gain.log_gain))
+        vr.gain.log_inverse_gain.add_(0.1 * torch.randn_like(vr.gain.log_inverse_gain))
+    ckpt = save_checkpoint(tmp_path / "vr.ckpt", vr)
+    wider = [RATES[0] / 2, *RATES, RATES[-1] * 4]
+    model, prov = model_from_checkpoint(ckpt, rates=wider)
+    assert model.rates == tuple(wider) and prov["init_from_rates"] == wider
+    for k, v in vr.state_dict().items():
+        if not k.startswith("gain."):
+            assert torch.equal(model.state_dict()[k], v), k
+    g, ig = model.gain.log_gain, model.gain.log_inverse_gain
+    for i in range(len(RATES)):
+        assert torch.equal(g[i + 1], vr.gain.log_gain[i]) and torch.equal(ig[i + 1], vr.gain.log_inverse_gain[i])
+    torch.testing.assert_close(g[0], vr.gain.log_gain[0] + 0.5 * math.log(0.5))
+    torch.testing.assert_close(ig[-1], vr.gain.log_inverse_gain[-1] - 0.5 * math.log(4.0))
+    # the new top point codes at more bits than the old top one, the new bottom one at fewer
+    from tests.conftest import live_latents
+
+    live_latents(model.eval())
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 9, 9), size=(64, 64), mode="bilinear")
+    sizes = [len(model.compress(x, rate=r)) for r in range(len(wider))]
+    assert sizes[-1] > sizes[-2] and sizes[0] < sizes[1], sizes
