@@ -19,6 +19,8 @@ python -m bench $E "learned={zoo6_msp_scratch:[results/zoo6/msp/scratch/last.ckp
 python -m bench $E "learned={zoo6_msp_distill:[results/zoo6/msp/distill/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_msp_prune:[results/zoo6/msp/prune/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_rates7:[results/default/rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={default_msp_rates7:[results/default/msp_rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={default_msp_rates8:[results/default/msp_rates_8/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 # the shipped default model (python -m codec ship --checkpoint results/default/rates_7/last.ckpt)
 python -m bench $E "learned={default_model:[codec/assets/default.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m profiling checkpoint=codec/assets/default.ckpt wall_runs=0 hydra.run.dir=results/profile/default_model
@@ -31,4 +33,6 @@ python -m profiling checkpoint=results/zoo6/msp/scratch/last.ckpt wall_runs=0 hy
 python -m profiling checkpoint=results/zoo6/msp/distill/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_distill
 python -m profiling checkpoint=results/zoo6/msp/prune/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_prune
 python -m profiling checkpoint=results/default/rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_rates7
+python -m profiling checkpoint=results/default/msp_rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_msp_rates7
+python -m profiling checkpoint=results/default/msp_rates_8/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_msp_rates8
 python -m bench.report results/bench --teacher teacher_dw2x_vr --gate-teacher vmuc
