@@ -461,7 +461,9 @@ def _init_chain(trained: dict, steps) -> str:
         seen.add(init)
         summary = _load(Path(init).parent / "summary.json")
         n = summary.get("steps") if summary else None
-        links.append(f"`{_repo_path(init)}`" + (f" ({n} steps)" if n is not None else " (steps unknown)"))
+        how = (f", distilled from `{_repo_path(summary['teacher_path'])}` (KD preset "
+               f"`{(summary.get('distill_loss') or {}).get('name')}`)") if summary and summary.get("teacher_path") else ""
+        links.append(f"`{_repo_path(init)}`" + (f" ({n} steps{how})" if n is not None else " (steps unknown)"))
         total = total + n if n is not None and total is not None else None
         try:
             cfg = training_config(read_checkpoint(init))

@@ -84,15 +84,20 @@ def test_default_model_text_follows_the_init_from_chain(tmp_path, monkeypatch):
     for folder, steps in ((first, 300), (second, 700)):
         folder.mkdir(parents=True)
         (folder / "summary.json").write_text(json.dumps({"steps": steps}))
+    # the first run was a distillation: its teacher and KD preset are named
+    (first / "summary.json").write_text(json.dumps({"steps": 300, "teacher_path": str(tmp_path / "t" / "last.ckpt"),
+                                                    "distill_loss": {"name": "full"}}))
     save_checkpoint(first / "last.ckpt", model, meta={"config": {"trainer": {"max_steps": 300}}})
     save_checkpoint(second / "last.ckpt", model,
                     meta={"config": {"trainer": {"max_steps": 700, "init_from": str(first / "last.ckpt")}}})
     final = {"trainer": {"max_steps": 50, "init_from": str(second / "last.ckpt")}}
     assert readme._init_chain(final, 50) == (", starting from `runs/second/last.ckpt` (700 steps), which started "
-                                             "from `runs/first/last.ckpt` (300 steps): 1050 steps in all")
+                                             "from `runs/first/last.ckpt` (300 steps, distilled from `t/last.ckpt` (KD preset `full`)): "
+                                             "1050 steps in all")
     assert readme._init_chain({"trainer": {"max_steps": 50}}, 50) == ""
     # the last run's own steps unknown: no total
-    assert readme._init_chain(final, None).endswith("`runs/first/last.ckpt` (300 steps)")
+    assert readme._init_chain(final, None).endswith(
+        "`runs/first/last.ckpt` (300 steps, distilled from `t/last.ckpt` (KD preset `full`))")
     (second / "last.ckpt").unlink()
     assert readme._init_chain(final, 50) == ", starting from `runs/second/last.ckpt` (700 steps): 750 steps in all"
 
