@@ -95,33 +95,20 @@ class RunCheckpoint:
         return int(blob["step"])
 
 
-def _extend_rates(trained: Codec, blob: dict, rates: list[float], path) -> Codec:
-    """A variable-rate model with more rate points than ``trained``'s, which it keeps: its weights,
-    its gains at its own rates, and for each new rate the gains of the nearest trained point
-    scaled by sqrt(new / nearest) (as codec.gain starts each point relative to the middle one:
-    with an MSE distortion the best quantization step scales with 1 / sqrt(lambda))."""
+def _carry_gains(trained: Codec, model: Codec) -> None:
+    """``model``'s gains from ``trained``'s, whose rates are among ``model``'s: kept at those rates,
+    and for each new rate the gains of the nearest trained point scaled by sqrt(new / nearest)
+    (as codec.gain starts each point relative to the middle one: with an MSE distortion the best
+    quantization step scales with 1 / sqrt(lambda))."""
     import math
 
-    from codec.registry import create_codec
-
     old = [float(r) for r in trained.rates]
-    if not set(old) <= set(rates):
-        raise CheckpointError(f"trainer.init_from={path} is variable-rate with rates {old}; codec.rates={rates} "
-                              "differs and does not contain them all (leave codec.rates unset to keep the "
-                              "checkpoint's, or list its rates plus the new ones)")
-    model = create_codec(blob["codec"], **{**blob["config"], "rates": rates})
-    state = {k: v for k, v in trained.state_dict().items() if not k.startswith("gain.")}
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys or any(not k.startswith("gain.") for k in result.missing_keys):
-        raise CheckpointError(f"trainer.init_from={path}: weights do not fit {blob['codec']} with rates: "
-                              f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
     with torch.no_grad():
-        for j, r in enumerate(rates):
+        for j, r in enumerate(model.rates):
             i = min(range(len(old)), key=lambda k: abs(math.log(r / old[k])))
             shift = 0.5 * math.log(r / old[i])  # 0 for a trained rate: its gains as they are
             model.gain.log_gain[j] = trained.gain.log_gain[i] + shift
             model.gain.log_inverse_gain[j] = trained.gain.log_inverse_gain[i] - shift
-    return model
 
 
 def model_from_checkpoint(path: str | Path, rates=None) -> tuple[Codec, dict]:
@@ -132,20 +119,25 @@ def model_from_checkpoint(path: str | Path, rates=None) -> tuple[Codec, dict]:
     ``rates`` (the run's ``codec.rates``) turns a fixed-rate checkpoint into a variable-rate
     model: its weights, plus new gain units (codec.gain) that start at their usual values. A
     variable-rate checkpoint takes ``rates`` that contain its own: its gains are kept at its
-    rates and extended to the new ones (``_extend_rates``)."""
+    rates and extended to the new ones (``_carry_gains``)."""
     from codec.registry import create_codec
 
     model, blob = load_checkpoint(path)
     if rates is not None:
         rates = [float(r) for r in rates]
-        if model.rates is not None and list(model.rates) != rates:
-            model = _extend_rates(model, blob, rates, path)
-        elif model.rates is None:
-            fixed = model
+        if model.rates is None or list(model.rates) != rates:
+            source = model
+            if source.rates is not None and not set(source.rates) <= set(rates):
+                raise CheckpointError(f"trainer.init_from={path} is variable-rate with rates {list(source.rates)}; "
+                                      f"codec.rates={rates} differs and does not contain them all (leave codec.rates "
+                                      "unset to keep the checkpoint's, or list its rates plus the new ones)")
             model = create_codec(blob["codec"], **{**blob["config"], "rates": rates})
-            result = model.load_state_dict(fixed.state_dict(), strict=False)
+            weights = {k: v for k, v in source.state_dict().items() if not k.startswith("gain.")}
+            result = model.load_state_dict(weights, strict=False)
             if result.unexpected_keys or any(not k.startswith("gain.") for k in result.missing_keys):
                 raise CheckpointError(f"trainer.init_from={path}: weights do not fit {blob['codec']} with rates: "
                                       f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+            if source.rates is not None:
+                _carry_gains(source, model)
     return model.train(), {"init_from": str(path), "init_from_sha256": file_sha256(path)[:16], "init_from_codec": blob["codec"],
                            "init_from_step": blob.get("step"), **({"init_from_rates": rates} if rates else {})}
