@@ -634,7 +634,6 @@ def recipe(results: Path) -> str:
     from bench.recipe import to_markdown
 
     rows = blob["rows"]
-    ref = _load(Path(blob["reference"])) if blob.get("reference") else None
     minutes = sorted({r["max_minutes"] for r in rows if r.get("max_minutes")})
     ranked = sorted((r for r in rows if r["rd_loss"] is not None), key=lambda r: r["rd_loss"])
     lead = (f"{len(rows)} recipes of `{rows[0]['codec']}` from scratch at lambda {rows[0]['lmbda']:g}, each "
@@ -647,7 +646,7 @@ def recipe(results: Path) -> str:
                 + (f", then `{ranked[1]['run']}` (+{100 * (ranked[1]['rd_loss'] / ranked[0]['rd_loss'] - 1):.1f} %)"
                    if len(ranked) > 1 else "")
                 + f"; highest: `{ranked[-1]['run']}` (+{100 * (ranked[-1]['rd_loss'] / ranked[0]['rd_loss'] - 1):.1f} %).")
-    return lead + "\n\n" + to_markdown(rows, ref.get("name") if ref else None) + tail
+    return lead + "\n\n" + to_markdown(rows, blob.get("reference_name")) + tail
 
 
 _ZOO_METHODS = {"scratch": "from scratch", "distill": "distilled", "prune": "pruned from a wider model"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["psnr_gap", "rd_loss", "collect", "to_markdown", "main"]
+__all__ = ["psnr_gap", "collect", "to_markdown", "main"]
 
 
 def psnr_gap(curve: dict, bpp: float, psnr: float, key: str = "psnr-rgb") -> float | None:
@@ -36,15 +36,6 @@ def psnr_gap(curve: dict, bpp: float, psnr: float, key: str = "psnr-rgb") -> flo
     if len(pts) < 2 or not x[0] <= np.log(bpp) <= x[-1]:
         return None
     return float(psnr - PchipInterpolator(x, y)(np.log(bpp)))
-
-
-def rd_loss(val: dict, loss_cfg: dict) -> float | None:
-    """``bpp + lmbda * 255^2 * MSE`` of a fixed-rate validation, the MSE recovered from the PSNR in
-    the loss's own space (YCbCr 6:1:1 for ``distortion: ycbcr_mse``, RGB otherwise)."""
-    key = "psnr_ycbcr" if loss_cfg.get("distortion") == "ycbcr_mse" else "psnr_rgb"
-    if key not in val or "bpp" not in val or loss_cfg.get("lmbda") is None:
-        return None
-    return float(val["bpp"] + float(loss_cfg["lmbda"]) * 255.0**2 * 10 ** (-val[key] / 10))
 
 
 def _yaml(path: Path):
@@ -77,6 +68,8 @@ def _validation(run: Path, eval_dir: str | None, evaluate: bool) -> dict | None:
 def collect(sweep_dir: str | Path, reference: dict | None, eval_dir: str | None = None,
             evaluate: bool = True) -> list[dict]:
     """One row per run directory under ``sweep_dir`` that holds ``last.ckpt`` (sorted by path)."""
+    from distill.run import val_rd_loss
+
     sweep_dir = Path(sweep_dir)
     rows = []
     for ckpt in sorted(sweep_dir.rglob("last.ckpt")):
@@ -98,7 +91,7 @@ def collect(sweep_dir: str | Path, reference: dict | None, eval_dir: str | None 
                "crop_size": dc["crop_size"], "max_minutes": tc.get("max_minutes"), "steps": steps,
                "seconds": seconds, "crops": steps * tc["batch_size"],
                "megapixels": steps * tc["batch_size"] * dc["crop_size"] ** 2 / 1e6, "lmbda": cfg["loss"].get("lmbda"),
-               "val": val, "rd_loss": rd_loss(val or {}, cfg["loss"]),
+               "val": val, "rd_loss": val_rd_loss(val or {}, cfg["loss"]),
                "psnr_gap": (psnr_gap(reference["results"], val["bpp"], val["psnr_rgb"])
                             if reference and val else None)}
         rows.append(row)
@@ -145,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.recipe " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     name = reference.get("name") if reference else None
     out = Path(args.sweep_dir)
-    (out / "recipe.json").write_text(json.dumps({"command": command, "reference": args.reference,
+    (out / "recipe.json").write_text(json.dumps({"command": command, "reference": args.reference, "reference_name": name,
                                                  "eval_dir": args.eval_dir, "rows": rows}, indent=2))
     table = to_markdown(rows, name)
     (out / "recipe.md").write_text(f"`{command}`\n\n{table}\n")
