@@ -296,12 +296,13 @@ def speed(results: Path) -> str:
                              for b, v in measured.items())
         return f"{fmt.format(measured)}{unit} ({'met' if met else 'not met'})"
 
-    d, e, r = t["decode_ms"], t["encode_ms"], t["teacher_over_student_decode"]
-    out += ["", f"Targets for `{t['student']}` ({'trained' if t['trained'] else 'untrained'}, {t['bpp']:.3f} bpp): "
-            f"decode <= {d['target']:g} ms: {verdict(d['measured'], d['target'], d['met'], ' ms', '{:.1f}')}. "
-            f"Encode <= {e['target']:g} ms: {verdict(e['measured'], e['target'], e['met'], ' ms', '{:.1f}')}. "
-            f"Teacher / student decode >= {r['target']:g}x: "
-            f"{verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
+    for t in [t, *blob.get("other_trained_targets", {}).values()]:
+        d, e, r = t["decode_ms"], t["encode_ms"], t["teacher_over_student_decode"]
+        out += ["", f"Targets for `{t['student']}` ({'trained' if t['trained'] else 'untrained'}, {t['bpp']:.3f} bpp): "
+                f"decode <= {d['target']:g} ms: {verdict(d['measured'], d['target'], d['met'], ' ms', '{:.1f}')}. "
+                f"Encode <= {e['target']:g} ms: {verdict(e['measured'], e['target'], e['met'], ' ms', '{:.1f}')}. "
+                f"Teacher / student decode >= {r['target']:g}x: "
+                f"{verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
     b = blob["breakdown"]
     order = ["g_a", "h_a", "record z", "rANS decode z", "h_s", "context", "entropy_parameters", "scale index",
              "record y", "rANS decode y", "rANS encode"]
@@ -650,6 +651,8 @@ def recipe(results: Path) -> str:
 
 
 _ZOO_METHODS = {"scratch": "from scratch", "distill": "distilled", "prune": "pruned from a wider model"}
+#: zoo6 runs listed only where they exist: the distilled checkerboard student pruned for decoding speed (issue 13)
+_ZOO_EXTRA = {"fast": "the distilled one pruned to about half its MACs, for speed"}
 
 
 def _zoo_steps(results: Path, student: str, method: str) -> str:
@@ -658,7 +661,10 @@ def _zoo_steps(results: Path, student: str, method: str) -> str:
     summary, pruned = _load(run / "summary.json"), _load(run / "prune.json")
     if pruned and pruned.get("prune"):
         p = pruned["prune"]
-        return f"{int(p['steps']) * int(p['finetune_steps'])} ({p['steps']} x {p['finetune_steps']})"
+        steps = f"{int(p['steps']) * int(p['finetune_steps'])} ({p['steps']} x {p['finetune_steps']})"
+        source = Path(str(pruned.get("source", ""))).parent.name  # a zoo6 sibling run: its own steps come first
+        parent = _load(results / "zoo6" / student / source / "summary.json") if method in _ZOO_EXTRA else None
+        return f"{parent['steps']} + {steps}" if parent else steps
     return str(summary["steps"]) if summary else "?"
 
 
@@ -672,9 +678,11 @@ def zoo_students(results: Path) -> str:
     rows = []
     for student, context in (("ckbd", "checkerboard"), ("msp", "multi-scale progressive")):
         twin = curves.get(f"zoo6_{student}_scratch")
-        for method, how in _ZOO_METHODS.items():
+        for method, how in {**_ZOO_METHODS, **_ZOO_EXTRA}.items():
             name = f"zoo6_{student}_{method}"
             c = curves.get(name)
+            if c is None and method in _ZOO_EXTRA:
+                continue
             if c is None:
                 rows.append(f"| `{name}` | {context} | {how} | not benched yet |" + " |" * (5 + len(classical)))
                 continue

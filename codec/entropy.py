@@ -166,21 +166,34 @@ class GaussianConditional(nn.Module):
         """Index of the smallest table scale >= each scale (clamped to the table), int64.
 
         Exactly ``torch.searchsorted(table, scales).clamp(0, len(table) - 1)`` for every float32
-        (tested), in about half its time: the bit pattern of a non-negative float32 grows with
-        its value, so its top 16 bits pick a bucket whose first index comes from a lookup table,
-        and at most ``gap`` comparisons with the table finish the search (gap is 1 for any
-        table whose neighbours are more than 1 % apart, as the default one's are).
+        (tested), and faster: the bit pattern of a non-negative float32 grows with its value, so
+        its top 16 bits pick a bucket whose first index comes from a lookup table, and at most
+        ``gap`` comparisons with the table finish the search (gap is 1 for any table whose
+        neighbours are more than 1 % apart, as the default one's are). On the CPU the gathers
+        run in NumPy, whose indexing is cheaper than PyTorch's advanced indexing here (the
+        "scale index" row of ``python -m bench.speed``'s breakdown).
         """
         table = self.scale_table.to(scales.device, torch.float32)
         if torch.jit.is_tracing():  # the profiler's trace: the same indices, through an op it can trace
             return torch.searchsorted(table, scales.float().contiguous(), right=False).clamp_(0, len(table) - 1)
         lookup, padded, gap = self._index_lookup(table)
-        s = scales.float().contiguous()
+        s = scales.detach().float().contiguous()
+        last = len(table) - 1
+        if s.device.type == "cpu":
+            a = s.numpy().reshape(-1)
+            np_lookup, np_padded = lookup.numpy(), padded.numpy()  # views: no copy
+            idx = np_lookup[np.maximum(a.view(np.int32) >> 16, 0)]
+            for _ in range(gap):
+                idx += np_padded[idx] < a
+            np.minimum(idx, last, out=idx)
+            nan = np.isnan(a)
+            if nan.any():  # searchsorted puts NaN last, whatever its sign bit
+                idx[nan] = last
+            return torch.from_numpy(idx).reshape(s.shape)
         idx = lookup[(s.view(torch.int32) >> 16).clamp_(min=0)]
         for _ in range(gap):
             idx += padded[idx] < s
-        # searchsorted puts NaN last, whatever its sign bit
-        return idx.clamp_(max=len(table) - 1).masked_fill_(torch.isnan(s), len(table) - 1)
+        return idx.clamp_(max=last).masked_fill_(torch.isnan(s), last)
 
     def _index_lookup(self, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(first index per 16-bit bucket, the table with +inf appended, the largest number of

@@ -285,3 +285,33 @@ def test_bench_speed_codes_a_trained_variable_rate_checkpoint_at_the_rate_asked(
     assert rows[1]["bpp"] > rows[0]["bpp"]
     assert speed.main(argv[:-1] + [str(tmp_path / "bad.json")] + ["--rate", "7"]) == 2
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_bench_speed_gives_every_trained_student_its_targets(tmp_path):
+    """Two trained checkpoints of one codec are two rows with their own labels; the breakdown
+    student's verdict is ``targets``, the other's is in ``other_trained_targets``, and the README
+    section states both, each with its own measured decode time."""
+    from bench import readme, speed
+    from codec.checkpoint import save_checkpoint
+
+    paths = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        paths.append(save_checkpoint(tmp_path / name / "last.ckpt",
+                                     create_codec("student_tiny", **tiny_config("student_tiny"))))
+    out = tmp_path / "speed" / "speed.json"
+    argv = ["--teacher", "vmuc_tiny", "--students", "", "--checkpoint", str(paths[0]), "--checkpoint", str(paths[1]),
+            "--breakdown", "student_tiny@b", "--images", "builtin", "--max-images", "1", "--rounds", "1",
+            "--backends", "pytorch", "--classical", "", "--out", str(out)]
+    assert speed.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [r["label"] for r in result["codecs"]] == ["vmuc_tiny", "student_tiny@a", "student_tiny@b"]
+    assert result["targets"]["student"] == "student_tiny@b"
+    assert list(result["other_trained_targets"]) == ["student_tiny@a"]
+    other = result["other_trained_targets"]["student_tiny@a"]
+    decode = result["codecs"][1]["decode_ms"]["pytorch"]
+    assert other["decode_ms"]["measured"]["pytorch"] == decode
+    assert other["decode_ms"]["met"]["pytorch"] == (decode <= 40.0)
+    section = readme.speed(tmp_path)
+    assert "Targets for `student_tiny@b`" in section and "Targets for `student_tiny@a`" in section
+    assert f"PyTorch {decode:.1f} ms" in section
