@@ -342,7 +342,7 @@ class Codec(nn.Module):
         finally:
             self.train(was_training)
         reader.finish(header.symbol_crc)
-        return crop(x_hat, (header.height, header.width)).clamp(0, 1)
+        return crop(x_hat, (header.height, header.width)).clamp_(0, 1)  # x_hat is this call's own
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, rate=None) -> tuple[torch.Tensor, SymbolRecorder]:
