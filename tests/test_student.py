@@ -246,14 +246,16 @@ def test_a_schedule_codes_every_position_once_from_decoded_context_only(schedule
     assert [s.stride for s in schedule] == sorted((s.stride for s in schedule), reverse=True), "coarse scales first"
 
 
-def test_lattice_reassembles_what_take_phases_split():
+@pytest.mark.parametrize("grad", [True, False], ids=["training (pixel shuffle)", "coding (strided copies)"])
+def test_lattice_reassembles_what_take_phases_split(grad):
     y = torch.randn(2, 3, 16, 24)
     for schedule in (checkerboard_schedule(), progressive_schedule(3, 2)):
         lattice = Lattice()
-        for step in schedule:
-            lattice.put(step, take_phases(y, step.stride, step.phases))
-        assert torch.equal(lattice.full(), y)
-        assert torch.equal(lattice.get(2, (1, 1)), y[..., 1::2, 1::2])
+        with torch.set_grad_enabled(grad):
+            for step in schedule:
+                lattice.put(step, take_phases(y, step.stride, step.phases))
+            assert torch.equal(lattice.full(), y)
+            assert torch.equal(lattice.get(2, (1, 1)), y[..., 1::2, 1::2])
 
 
 # ------------------------------------------------------------------------------ the kMAC budget
