@@ -651,8 +651,9 @@ def recipe(results: Path) -> str:
 
 
 _ZOO_METHODS = {"scratch": "from scratch", "distill": "distilled", "prune": "pruned from a wider model"}
-#: zoo6 runs listed only where they exist: the distilled checkerboard student pruned for decoding speed (issue 13)
-_ZOO_EXTRA = {"fast": "the distilled one pruned to about half its MACs, for speed"}
+#: zoo6 runs listed only where they exist: checkerboard students made for decoding speed (issue 13)
+_ZOO_EXTRA = {"fast": "the distilled one pruned to about half its MACs, for speed",
+              "narrow": "distilled, narrow, for speed"}
 
 
 def _zoo_steps(results: Path, student: str, method: str) -> str:
@@ -687,6 +688,9 @@ def zoo_students(results: Path) -> str:
                 rows.append(f"| `{name}` | {context} | {how} | not benched yet |" + " |" * (5 + len(classical)))
                 continue
             r = c["results"]
+            cfg = c.get("config") or {}
+            if method in _ZOO_EXTRA and all(isinstance(v, int) for v in cfg.get("widths") or [None]):
+                how += f" (widths {'/'.join(map(str, cfg['widths']))}, latent {cfg.get('latent')})"
             prof = _load(results / "profile" / name / "profile.json")
             kmac = f"{prof['decoder']['kmac_per_px']:.3f}" if prof else "?"
             cells = [_bd_cell(teacher["results"], r) if teacher else "",

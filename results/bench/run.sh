@@ -18,6 +18,9 @@ python -m bench $E "learned={zoo6_ckbd_distill:[results/zoo6/ckbd/distill/last.c
 python -m bench $E "learned={zoo6_msp_scratch:[results/zoo6/msp/scratch/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_msp_distill:[results/zoo6/msp/distill/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_msp_prune:[results/zoo6/msp/prune/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+# issue 13: the checkerboard students made for decoding speed (results/zoo6/run.sh ckbd_fast, ckbd_narrow)
+python -m bench $E "learned={zoo6_ckbd_fast:[results/zoo6/ckbd/fast/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={zoo6_ckbd_narrow:[results/zoo6/ckbd/narrow/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_rates7:[results/default/rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_msp_rates7:[results/default/msp_rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_msp_rates8:[results/default/msp_rates_8/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
@@ -32,6 +35,8 @@ python -m profiling checkpoint=results/zoo6/ckbd/distill/last.ckpt wall_runs=0 h
 python -m profiling checkpoint=results/zoo6/msp/scratch/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_scratch
 python -m profiling checkpoint=results/zoo6/msp/distill/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_distill
 python -m profiling checkpoint=results/zoo6/msp/prune/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_prune
+python -m profiling checkpoint=results/zoo6/ckbd/fast/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_fast
+python -m profiling checkpoint=results/zoo6/ckbd/narrow/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_narrow
 python -m profiling checkpoint=results/default/rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_rates7
 python -m profiling checkpoint=results/default/msp_rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_msp_rates7
 python -m profiling checkpoint=results/default/msp_rates_8/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_msp_rates8
