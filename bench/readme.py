@@ -734,10 +734,17 @@ def update(readme: Path, results: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    readme = Path(argv[0]) if argv else Path("README.md")
-    results = Path(argv[1]) if len(argv) > 1 else Path("results")
-    print(f"updated {readme}: {', '.join(update(readme, results)) or 'no markers found'}")
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.readme", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("readme", nargs="?", default="README.md", help="the README to update (default: README.md)")
+    p.add_argument("results", nargs="?", default="results", help="the results folder (default: results)")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    readme = Path(args.readme)
+    if not readme.is_file():
+        print(f"error: {readme} is not a file", file=sys.stderr)
+        return 2
+    print(f"updated {readme}: {', '.join(update(readme, Path(args.results))) or 'no markers found'}")
     return 0
 
 

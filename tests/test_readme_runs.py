@@ -134,3 +134,15 @@ def test_zoo_students_table(tmp_path):
     assert prune[8] == "+0.0 % (28.00-34.00)" or prune[8] == "-0.0 % (28.00-34.00)"
     assert rows["`zoo6_msp_distill`"][2] == "not benched yet"
     assert "no zoo students benched yet" in readme.zoo_students(tmp_path / "empty")
+
+
+def test_readme_command_updates_the_markers_and_refuses_a_missing_file(tmp_path, capsys):
+    from bench import readme
+
+    assert readme.main([str(tmp_path / "missing.md")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    doc = tmp_path / "README.md"
+    doc.write_text("intro\n<!-- results:speed -->\nold table\n<!-- /results:speed -->\nend\n")
+    assert readme.main([str(doc), str(tmp_path / "results")]) == 0
+    text = doc.read_text()
+    assert "old table" not in text and "no speed results yet" in text and text.endswith("end\n")
