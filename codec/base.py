@@ -209,19 +209,32 @@ class Codec(nn.Module):
             self._recorded_latents[name] = value
         return value
 
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode inside; afterwards exactly the submodules that were training train again
+        (one pass over the modules: ``eval()`` then ``train(was)`` cost a recursive walk each,
+        on every ``compress`` / ``decompress``)."""
+        training = [m for m in self.modules() if m.training]
+        for m in training:
+            m.training = False
+        try:
+            yield
+        finally:
+            for m in training:
+                m.training = True
+
     @torch.no_grad()
     def latents(self, x: torch.Tensor, rate=None) -> dict[str, torch.Tensor]:
         """The analysis outputs the encoder codes for one image (1x3xHxW in [0, 1], padded as
         ``compress`` pads it) at ``rate``: ``{"y": ..., "z": ...}`` (``{"y": ...}`` for a codec
         without hyper-latent; empty for a codec that does not compute them through :meth:`analysis_latent`)."""
-        was_training, before = self.training, self._recorded_latents
+        before = self._recorded_latents
         self._recorded_latents = recorded = {}
-        self.eval()
         try:
-            self.encode_symbols(x, rate)
+            with self._eval_mode():
+                self.encode_symbols(x, rate)
         finally:
             self._recorded_latents = before
-            self.train(was_training)
         return {name: t.detach().clone() for name, t in recorded.items()}
 
     @contextlib.contextmanager
@@ -298,13 +311,9 @@ class Codec(nn.Module):
         variable-rate model takes the ``rate`` (in [0, K-1]) and writes it into the header."""
         self._check_coding_device()
         rate = self.check_rate(rate)
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             recorder, _ = self.encode_symbols(x, rate)
             infos, payloads = recorder.to_streams()
-        finally:
-            self.train(was_training)
         header = Header(self.registry_name, self.config_hash(), int(x.shape[-2]), int(x.shape[-1]),
                         tuple(infos), recorder.symbol_crc(), rate, self.weights_hash)
         return pack(header, payloads)
@@ -334,13 +343,8 @@ class Codec(nn.Module):
         except ValueError as e:
             raise BitstreamError(f"bitstream header: {e}") from None
         reader = BitstreamDecoder(header.streams, payloads, legacy_gaussian=header.version < TABLE_CODING_VERSION)
-        was_training = self.training
-        self.eval()
-        try:
-            with coding_threads(), self.at_rate(rate):
-                x_hat = self.decoder_pass(reader, self.padded_size(header.height, header.width))
-        finally:
-            self.train(was_training)
+        with self._eval_mode(), coding_threads(), self.at_rate(rate):
+            x_hat = self.decoder_pass(reader, self.padded_size(header.height, header.width))
         reader.finish(header.symbol_crc)
         return crop(x_hat, (header.height, header.width)).clamp_(0, 1)  # x_hat is this call's own
 
@@ -351,12 +355,8 @@ class Codec(nn.Module):
         from codec.image import crop
 
         rate = self.check_rate(rate)
-        was_training = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             recorder, size = self.encode_symbols(x, rate)
             with coding_threads(), self.at_rate(rate):
                 x_hat = self.decoder_pass(recorder.replay(), size)
-        finally:
-            self.train(was_training)
         return crop(x_hat, tuple(x.shape[-2:])).clamp(0, 1), recorder

@@ -45,6 +45,28 @@ def test_decompress_equals_encoder_side_reconstruction(name, size, smooth_image)
     assert torch.equal(decoded, reference)
 
 
+def test_coding_runs_in_eval_mode_and_gives_each_module_its_mode_back(smooth_image):
+    """compress / decompress / reconstruct code in eval mode (hooks see every module in eval),
+    and afterwards exactly the modules that were training train again: a model left partly in
+    training mode keeps that mix."""
+    model = _tiny("student_tiny").train()
+    frozen = [m for m in model.modules() if m is not model][::2]
+    for m in frozen:
+        m.training = False
+    before = {name: m.training for name, m in model.named_modules()}
+    seen = []
+    handles = [m.register_forward_pre_hook(lambda mod, args: seen.append(mod.training)) for m in model.modules()]
+    x = smooth_image(32, 48)
+    data = model.compress(x)
+    model.decompress(data)
+    model.reconstruct(x)
+    for h in handles:
+        h.remove()
+    assert seen and not any(seen)
+    assert {name: m.training for name, m in model.named_modules()} == before
+    assert any(before.values()) and not all(before.values())
+
+
 # ------------------------------------------------------------------------------------ threads
 # oneDNN's convolutions differ in the last ulp with the thread count, so the coding passes run on
 # one thread (codec.base.coding_threads) whatever the caller set, and give the caller its setting
