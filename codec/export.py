@@ -21,7 +21,9 @@ The encoder-only parts only decide which symbols are coded: a stream their ONNX 
 form writes is an ordinary stream, decoded by either backend.
 
 Each export is checked before it is written: the graphs are traced at one size and run by
-ONNX Runtime at another, against the PyTorch inference form.
+ONNX Runtime at another, against the PyTorch inference form. The decoder-only graphs are
+traced from :func:`codec.inference.graph_form` of that form (the per-channel GDN written with
+ops ONNX Runtime keeps in its fast CPU layout), so the check also covers that rewrite.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from codec.inference import inference_copy
+from codec.inference import graph_form, inference_copy
 
 __all__ = ["ExportError", "export_onnx", "onnx_graphs", "onnxruntime_codec", "OrtPart", "side_parts",
            "PYTORCH_PARTS_REASON", "MANIFEST_FORMAT", "OPSET", "SIDES"]
@@ -166,7 +168,8 @@ def onnx_graphs(model, check: bool = True, sides: tuple[str, ...] = SIDES) -> tu
         for name in side_parts(folded, side):
             if name not in args:
                 raise ExportError(f"{model.registry_name}.{name} is an {side} part but the {side} pass never called it")
-            graphs[name], inputs, outputs = _export_part(getattr(folded, name), args[name])
+            part = getattr(folded, name)
+            graphs[name], inputs, outputs = _export_part(graph_form(part) if side == "decoder" else part, args[name])
             entries[name] = {"file": f"{name}.onnx", "side": side, "inputs": inputs, "outputs": outputs,
                              "input_shapes_at_trace": [list(a.shape) for a in args[name]]}
     manifest = {

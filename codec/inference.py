@@ -41,7 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["inference_copy", "fold", "one_side_parts", "ChannelsLast", "CHANNELS_LAST_SIDES", "InferenceGDN",
+__all__ = ["inference_copy", "fold", "one_side_parts", "graph_form", "ChannelsLast", "CHANNELS_LAST_SIDES", "InferenceGDN",
+           "GraphDiagonalGDN",
            "SubPixelConv", "UnshuffleConv", "dense_grouped_1x1", "shuffle_source"]
 
 
@@ -137,6 +138,50 @@ class InferenceGDN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.beta.numel()}, kind={self.kind}, inverse={self.inverse}, diagonal={self.diagonal}"
+
+
+class GraphDiagonalGDN(nn.Module):
+    """The per-channel simplified GDN as an ONNX graph is best given it (:func:`graph_form`):
+    with ``|x| = 2 relu(x) - x``, ``beta + gamma |x| = (2 gamma) relu(x) + beta - gamma x``, two
+    depthwise 1x1 convolutions and a multiply (inverse) or divide. ONNX Runtime's CPU layout
+    pass (NCHWc) has no ``Abs``: the ``addcmul`` form costs two layout conversions of the
+    full-resolution tensor around it, which this one avoids. The same function up to rounding."""
+
+    def __init__(self, gdn: InferenceGDN):
+        super().__init__()
+        if not (gdn.kind == "simplified" and gdn.diagonal):
+            raise ValueError("GraphDiagonalGDN: only the per-channel simplified GDN")
+        c = gdn.beta.numel()
+        gamma = gdn.gamma.reshape(c)
+        self.inverse = gdn.inverse
+        self.relu_part = nn.Conv2d(c, c, 1, groups=c)
+        self.relu_part.weight.data = (2 * gamma).reshape(c, 1, 1, 1).clone()
+        self.relu_part.bias.data = gdn.beta.reshape(c).clone()
+        self.linear_part = nn.Conv2d(c, c, 1, groups=c, bias=False)
+        self.linear_part.weight.data = (-gamma).reshape(c, 1, 1, 1).clone()
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.relu_part(F.relu(x)) + self.linear_part(x)
+        return x * norm if self.inverse else x / norm
+
+
+def graph_form(module: nn.Module) -> nn.Module:
+    """A copy of an inference-form part for ONNX export: every inverse per-channel simplified
+    GDN (:class:`InferenceGDN`) becomes a :class:`GraphDiagonalGDN`. Used for the decoder-only
+    parts, where it was faster in ONNX Runtime for every trained student (docs/DESIGN.md,
+    "Speed"); PyTorch keeps the fused ``addcmul``."""
+    out = copy.deepcopy(module)
+
+    def swap(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            if isinstance(child, InferenceGDN) and child.kind == "simplified" and child.diagonal and child.inverse:
+                setattr(parent, name, GraphDiagonalGDN(child))
+            else:
+                swap(child)
+
+    swap(out)
+    return out
 
 
 def dense_grouped_1x1(conv: nn.Conv2d) -> torch.Tensor:

@@ -159,3 +159,30 @@ def test_cli_refuses_bad_backend_format_and_options(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["export", "--checkpoint", str(tmp_path / "m.ckpt"), "--format", "onnx", str(tmp_path / "file")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_graph_form_rewrites_the_inverse_per_channel_gdn_only_and_computes_the_same():
+    """graph_form swaps each inverse per-channel simplified GDN for GraphDiagonalGDN (same
+    function up to rounding, checked on values of both signs) and leaves every other GDN and
+    layer alone; the exported synthesis then has no Abs node."""
+    import onnx
+
+    from codec.export import onnx_graphs
+    from codec.inference import GraphDiagonalGDN, InferenceGDN, graph_form
+
+    g = torch.Generator().manual_seed(0)
+    beta, gamma = torch.rand(8, generator=g) + 0.5, torch.rand(8, generator=g)
+    x = torch.randn(2, 8, 5, 7, generator=g) * 3
+    parts = torch.nn.Sequential(InferenceGDN(beta, gamma, inverse=True, kind="simplified"),
+                                InferenceGDN(beta, gamma, inverse=False, kind="simplified"),
+                                InferenceGDN(beta, torch.rand(8, 8, generator=g), inverse=True, kind="simplified"))
+    form = graph_form(parts)
+    assert [type(m) for m in form] == [GraphDiagonalGDN, InferenceGDN, InferenceGDN]
+    assert type(parts[0]) is InferenceGDN  # a copy: the original is untouched
+    assert torch.allclose(form[0](x), parts[0](x), rtol=1e-6, atol=1e-6)
+    assert not torch.equal(form[0](x), x)
+
+    model = create_codec("student_tiny", **tiny_config("student_tiny")).eval()
+    graphs, manifest = onnx_graphs(model)
+    assert "Abs" not in {n.op_type for n in onnx.load_from_string(graphs["g_s"]).graph.node}
+    assert manifest["check_max_abs_diff"]["g_s"] <= 1e-3
