@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from codec.image import downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
+from codec.image import KB, KG, KR, downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
 from student.blocks import (ACTS, BLOCKS, DepthwiseSeparable, PixelUnshuffleDown, SubPixelUp, create_block, init_conv,
                             inverse_act, make_act)
 from student.widths import LEVELS, LayerWidths
@@ -126,6 +126,36 @@ class UnpackYCbCr420(nn.Module):
         return ycbcr_to_rgb(ycc), ycc, luma, chroma
 
 
+class GraphRGBTail(nn.Module):
+    """The synthesis' last 1x1 conv and :class:`UnpackYCbCr420` as an ONNX graph is best given
+    them (:meth:`Synthesis.graph_form`): BT.709 is linear and bilinear up-sampling keeps
+    constants, so the conv writes the four luma phases (with the +0.5 offset) and the three RGB
+    offsets of the chroma (``R - Y``, ``G - Y``, ``B - Y``) at half resolution, and
+    RGB = pixel_shuffle(luma) + up-sampled offsets: one depth-to-space of one channel, one
+    three-channel resize and one broadcast add replace the unpacking, the concatenation and the
+    per-plane colour arithmetic at full resolution. The same function up to rounding."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if conv.out_channels != 6 or conv.kernel_size != (1, 1) or conv.bias is None:
+            raise ValueError("GraphRGBTail: needs the synthesis' 1x1 conv to the 6 packed channels")
+        w, b = conv.weight.detach()[:, :, 0, 0].double(), conv.bias.detach().double()
+
+        def rows(m):  # the luma rows (+0.5), then R-Y, G-Y, B-Y from Cb (row 4) and Cr (row 5)
+            r, bl = 2 * (1 - KR) * m[5], 2 * (1 - KB) * m[4]
+            return torch.cat((m[:4], torch.stack((r, -(KR * r + KB * bl) / KG, bl))))
+
+        self.conv = nn.Conv2d(conv.in_channels, 7, 1)
+        self.conv.weight.data = rows(w)[:, :, None, None].float().contiguous()
+        self.conv.bias.data = (rows(b) + torch.tensor([0.5] * 4 + [0.0] * 3, dtype=torch.float64)).float()
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.conv(x)
+        return F.pixel_shuffle(p[:, :4], 2) + F.interpolate(p[:, 4:], scale_factor=2, mode="bilinear",
+                                                             align_corners=False)
+
+
 class Analysis(nn.Sequential):
     """``g_a``: RGB -> latent (B, M, H/16, W/16); see the module docstring. Widths from
     ``lw.g_a`` (levels) and ``lw.g_a_blocks`` (hidden widths of the stage blocks)."""
@@ -172,6 +202,12 @@ class Synthesis(nn.Sequential):
         if taps is not None:
             taps.update(x_hat_ycbcr=ycc, x_hat_y=luma, x_hat_cbcr=chroma)
         return rgb
+
+    def graph_form(self) -> nn.Module:
+        """The same synthesis (RGB only, no taps) with its colour tail as :class:`GraphRGBTail`,
+        for ONNX graphs (codec.inference.graph_form); PyTorch keeps the unpacking as trained."""
+        modules = list(self)
+        return nn.Sequential(*modules[:-2], GraphRGBTail(modules[-2]))
 
 
 class HyperAnalysis(nn.Sequential):

@@ -186,3 +186,27 @@ def test_graph_form_rewrites_the_inverse_per_channel_gdn_only_and_computes_the_s
     graphs, manifest = onnx_graphs(model)
     assert "Abs" not in {n.op_type for n in onnx.load_from_string(graphs["g_s"]).graph.node}
     assert manifest["check_max_abs_diff"]["g_s"] <= 1e-3
+
+
+@pytest.mark.parametrize("name", ["student_tiny", "student_dw_msp"])
+def test_graph_form_of_the_student_synthesis_folds_the_colour_tail(name):
+    """The synthesis' graph form ends in GraphRGBTail (luma phases and RGB offsets from one 1x1
+    conv) and gives the trained synthesis' RGB up to rounding, on random weights whose colour
+    conv and biases are far from zero."""
+    from student.transforms import GraphRGBTail
+
+    from codec.inference import graph_form
+
+    torch.manual_seed(0)
+    model = create_codec(name, **(tiny_config(name) or {})).eval()
+    form = inference_copy(model, channels_last=False)
+    tail = list(form.g_s)[-2]
+    torch.nn.init.normal_(tail.weight, std=0.3)
+    torch.nn.init.normal_(tail.bias, std=0.3)
+    y = torch.randn(1, form.latent, 3, 5) * 2
+    graph = graph_form(form.g_s)
+    assert isinstance(list(graph)[-1], GraphRGBTail)
+    with torch.no_grad():
+        ref, out = form.g_s(y), graph(y)
+    assert out.shape == ref.shape and float(ref.abs().max()) > 0.1
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
