@@ -21,7 +21,8 @@ returns, innermost first. The forms compute the same function up to float roundi
 A fold is kept only where it is faster in PyTorch and in ONNX Runtime alike (timed by hand,
 layer by layer, at the sizes of a 768x512 image): folding the student's RGB tail (last 1x1
 conv, 4:2:0 unpacking, BT.709) into a transposed conv and a three-channel bilinear
-up-sampling was slower in both, so that tail stays as trained.
+up-sampling was slower in both, so that tail stays as trained here. :func:`graph_form` holds
+the rewrites kept for ONNX graphs only (the export's decoder-only parts).
 
 **Why only one-side parts** (docs/DESIGN.md, "Speed"): the parts both sides run (``h_s``, the
 context, the entropy parameters) compute the scale indices, which the encoder and the decoder
