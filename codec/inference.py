@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["inference_copy", "fold", "one_side_parts", "graph_form", "ChannelsLast", "CHANNELS_LAST_SIDES", "InferenceGDN",
+__all__ = ["inference_copy", "fold", "one_side_parts", "graph_form", "NCHWC_BLOCK", "ChannelsLast", "CHANNELS_LAST_SIDES", "InferenceGDN",
            "GraphDiagonalGDN",
            "SubPixelConv", "UnshuffleConv", "dense_grouped_1x1", "shuffle_source"]
 
@@ -167,10 +167,17 @@ class GraphDiagonalGDN(nn.Module):
         return x * norm if self.inverse else x / norm
 
 
+#: channels per block of ONNX Runtime's NCHWc layout with AVX-512 (8 with AVX2); a layer whose
+#: width is not a multiple is padded to one in that layout
+NCHWC_BLOCK = 16
+
+
 def graph_form(module: nn.Module) -> nn.Module:
     """A copy of an inference-form part for ONNX export, in the form ONNX Runtime runs fastest:
-    every inverse per-channel simplified GDN (:class:`InferenceGDN`) becomes a
-    :class:`GraphDiagonalGDN`, and every submodule with a ``graph_form()`` method is replaced by
+    every inverse per-channel simplified GDN (:class:`InferenceGDN`) whose width is a multiple of
+    :data:`NCHWC_BLOCK` becomes a :class:`GraphDiagonalGDN` (a narrower one would be padded to a
+    block in that layout: slower for an 8-channel GDN, so it keeps ``Abs``), and every
+    submodule with a ``graph_form()`` method is replaced by
     what it returns (innermost first; the student synthesis' colour tail). Used for the
     decoder-only parts, where each was faster in ONNX Runtime for the trained students
     (docs/DESIGN.md, "Speed"); PyTorch keeps the inference form."""
@@ -180,7 +187,8 @@ def graph_form(module: nn.Module) -> nn.Module:
             new = swap(child)
             if new is not child:
                 setattr(m, name, new)
-        if isinstance(m, InferenceGDN) and m.kind == "simplified" and m.diagonal and m.inverse:
+        if (isinstance(m, InferenceGDN) and m.kind == "simplified" and m.diagonal and m.inverse
+                and m.beta.numel() % NCHWC_BLOCK == 0):
             return GraphDiagonalGDN(m)
         form = getattr(m, "graph_form", None)
         return form() if callable(form) else m

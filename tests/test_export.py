@@ -162,29 +162,35 @@ def test_cli_refuses_bad_backend_format_and_options(tmp_path, capsys):
 
 
 def test_graph_form_rewrites_the_inverse_per_channel_gdn_only_and_computes_the_same():
-    """graph_form swaps each inverse per-channel simplified GDN for GraphDiagonalGDN (same
-    function up to rounding, checked on values of both signs) and leaves every other GDN and
-    layer alone; the exported synthesis then has no Abs node."""
+    """graph_form swaps each inverse per-channel simplified GDN of a width that fills ONNX
+    Runtime's NCHWc blocks for GraphDiagonalGDN (same function up to rounding, checked on values
+    of both signs) and leaves every other GDN alone; the exported synthesis of a student keeps
+    Abs exactly for its narrower ones."""
     import onnx
 
     from codec.export import onnx_graphs
-    from codec.inference import GraphDiagonalGDN, InferenceGDN, graph_form
+    from codec.inference import NCHWC_BLOCK, GraphDiagonalGDN, InferenceGDN, graph_form
 
     g = torch.Generator().manual_seed(0)
-    beta, gamma = torch.rand(8, generator=g) + 0.5, torch.rand(8, generator=g)
-    x = torch.randn(2, 8, 5, 7, generator=g) * 3
+    c = NCHWC_BLOCK
+    beta, gamma = torch.rand(c, generator=g) + 0.5, torch.rand(c, generator=g)
+    x = torch.randn(2, c, 5, 7, generator=g) * 3
     parts = torch.nn.Sequential(InferenceGDN(beta, gamma, inverse=True, kind="simplified"),
                                 InferenceGDN(beta, gamma, inverse=False, kind="simplified"),
-                                InferenceGDN(beta, torch.rand(8, 8, generator=g), inverse=True, kind="simplified"))
+                                InferenceGDN(beta, torch.rand(c, c, generator=g), inverse=True, kind="simplified"),
+                                InferenceGDN(beta[:8], gamma[:8], inverse=True, kind="simplified"))
     form = graph_form(parts)
-    assert [type(m) for m in form] == [GraphDiagonalGDN, InferenceGDN, InferenceGDN]
+    assert [type(m) for m in form] == [GraphDiagonalGDN, InferenceGDN, InferenceGDN, InferenceGDN]
     assert type(parts[0]) is InferenceGDN  # a copy: the original is untouched
     assert torch.allclose(form[0](x), parts[0](x), rtol=1e-6, atol=1e-6)
     assert not torch.equal(form[0](x), x)
 
     model = create_codec("student_tiny", **tiny_config("student_tiny")).eval()
+    widths = [m.beta.numel() for m in inference_copy(model).g_s.modules() if isinstance(m, InferenceGDN)]
+    narrow = sum(w % c != 0 for w in widths)
+    assert 0 < narrow < len(widths)
     graphs, manifest = onnx_graphs(model)
-    assert "Abs" not in {n.op_type for n in onnx.load_from_string(graphs["g_s"]).graph.node}
+    assert [n.op_type for n in onnx.load_from_string(graphs["g_s"]).graph.node].count("Abs") == narrow
     assert manifest["check_max_abs_diff"]["g_s"] <= 1e-3
 
 
