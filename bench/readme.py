@@ -284,7 +284,7 @@ def speed(results: Path) -> str:
         if row.get("rate") is not None and row.get("trained"):
             weights += f", rate {row['rate']:g}"
         cells = [c for b in backends for c in (ms(row, "encode_ms", b), ms(row, "decode_ms", b))]
-        rat = [f"{ratios[row['label']][b]:.1f}x" if row["label"] in ratios and b in ratios[row["label"]] else ""
+        rat = [f"{ratios[row['label']][b]:.2f}x" if row["label"] in ratios and b in ratios[row["label"]] else ""
                for b in backends if b != "native"]
         out.append(f"| `{row['label']}` | {weights} | {row['bpp']:.4f} | {row['psnr_rgb']:.2f} | "
                    + " | ".join(cells + rat) + " |")
@@ -302,7 +302,7 @@ def speed(results: Path) -> str:
                 f"decode <= {d['target']:g} ms: {verdict(d['measured'], d['target'], d['met'], ' ms', '{:.1f}')}. "
                 f"Encode <= {e['target']:g} ms: {verdict(e['measured'], e['target'], e['met'], ' ms', '{:.1f}')}. "
                 f"Teacher / student decode >= {r['target']:g}x: "
-                f"{verdict(r['measured'], r['target'], r['met'], 'x', '{:.1f}')}."]
+                f"{verdict(r['measured'], r['target'], r['met'], 'x', '{:.2f}')}."]
     b = blob["breakdown"]
     order = ["g_a", "h_a", "record z", "rANS decode z", "h_s", "context", "entropy_parameters", "scale index",
              "record y", "rANS decode y", "rANS encode"]
@@ -652,7 +652,7 @@ def recipe(results: Path) -> str:
 
 _ZOO_METHODS = {"scratch": "from scratch", "distill": "distilled", "prune": "pruned from a wider model"}
 #: zoo6 runs listed only where they exist: checkerboard students made for decoding speed (issue 13)
-_ZOO_EXTRA = {"fast": "the distilled one pruned to about half its MACs, for speed",
+_ZOO_EXTRA = {"fast": "the distilled one, pruned for speed",
               "narrow": "distilled, narrow, for speed"}
 
 
@@ -689,8 +689,9 @@ def zoo_students(results: Path) -> str:
                 continue
             r = c["results"]
             cfg = c.get("config") or {}
-            if method in _ZOO_EXTRA and all(isinstance(v, int) for v in cfg.get("widths") or [None]):
-                how += f" (widths {'/'.join(map(str, cfg['widths']))}, latent {cfg.get('latent')})"
+            widths = (cfg.get("layer_widths") or {}).get("g_s") or cfg.get("widths")  # a pruned config's own
+            if method in _ZOO_EXTRA and all(isinstance(v, int) for v in widths or [None]):
+                how += f" (synthesis widths {'/'.join(map(str, widths))}, latent {cfg.get('latent')})"
             prof = _load(results / "profile" / name / "profile.json")
             kmac = f"{prof['decoder']['kmac_per_px']:.3f}" if prof else "?"
             cells = [_bd_cell(teacher["results"], r) if teacher else "",
@@ -707,7 +708,8 @@ def zoo_students(results: Path) -> str:
         f"Two zoo students, {len(rates)} rates each (betas {', '.join(f'{b:g}' for b in rates)}), trained three ways at equal student steps "
         "(`results/zoo6/run.sh`): from scratch, distilled from the variable-rate mid-size teacher "
         "`teacher_dw2x_vr`, and pruned to the 35x budget from a wider model of the same family (the checkerboard "
-        "student from that teacher, the MSP one from a wide MSP student trained from scratch). Benched on the eval "
+        "student from that teacher, the MSP one from a wide MSP student trained from scratch); rows marked \"for speed\" "
+        "are the checkerboard students made for decoding time (README \"Speed\"). Benched on the eval "
         "set with real bytes (`results/bench/run.sh`). BD-rate, PSNR-RGB, pchip, with the PSNR-RGB range (dB) both "
         "curves share; negative = fewer bits than the column's curve.", "",
         "| curve | context | trained | student steps | decoder kMAC/px | bpp | PSNR-RGB (dB) | vs teacher | "
