@@ -114,6 +114,15 @@ def prune_prior(prior: FactorizedPrior, idxs) -> None:
     prior.channels = len(keep)
 
 
+def prune_gain(gain: nn.Module, idxs) -> None:
+    """A variable-rate model's gain and inverse gain of the removed y channels go with them (one
+    column per latent channel in each rate's vector; not a layer torch-pruning knows: an explicit
+    rule, applied with y's group)."""
+    keep = keep_indices(gain.log_gain.shape[1], idxs)
+    gain.log_gain = nn.Parameter(gain.log_gain.data[:, keep].clone())
+    gain.log_inverse_gain = nn.Parameter(gain.log_inverse_gain.data[:, keep].clone())
+
+
 def sync_latent(model: StudentCodec) -> None:
     """Attributes that hold the latent widths follow the layers after latent pruning."""
     model.latent = model.g_a[-1].out_channels
@@ -204,7 +213,7 @@ class PruningGraph:
         s = example_size or model.stride
         device = next(model.parameters()).device
         # The factorized prior's and the gain units' parameters are per latent channel, never cut
-        # here (latent pruning cuts the prior itself; variable-rate models keep their latents).
+        # by torch-pruning: latent pruning cuts them itself (prune_prior, prune_gain).
         prior = list(model.entropy_bottleneck.parameters()) + (list(model.gain.parameters()) if model.rates else [])
         self.fixed = fixed_layers(model, self.latent)
         #: (graph, [(layer whose output channels it must not cut, why)])
@@ -328,4 +337,6 @@ class PruningGraph:
             g.prune()
             if self.model.h_a[-1] is self.module(group.root):  # z: its prior's channels too
                 prune_prior(self.model.entropy_bottleneck, idxs)
+            if self.model.rates and self.model.g_a[-1] is self.module(group.root):  # y: its gains too
+                prune_gain(self.model.gain, idxs)
         sync_latent(self.model)

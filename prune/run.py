@@ -253,9 +253,6 @@ def run(cfg, out_dir: str | os.PathLike | None = None) -> dict:
     latent = bool(pc.latent)
     if model.rates is None:
         _check_rate(blob, cfg)  # a variable-rate model fine-tunes at its own trained points
-    elif latent:
-        raise PruneConfigError(f"prune.latent=true: {cfg.checkpoint} is variable-rate, and its gain units hold one "
-                               f"gain per latent channel; prune it with prune.latent=false (the default)")
     measure = _measure(resolution)
     budget = budget_of(cfg.target, resolution)
     opts = dict(round_to=int(pc.round_to), min_channels=int(pc.min_channels), latent=latent)

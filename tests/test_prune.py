@@ -277,6 +277,29 @@ def test_latent_groups_are_refused_by_default_and_cut_with_every_reader_when_ask
     assert torch.equal(pruned.decompress(data), pruned.reconstruct(x)[0])
 
 
+def test_latent_pruning_of_a_variable_rate_model_cuts_each_rate_gains_with_y():
+    """prune.latent on a variable-rate student: the gain and inverse-gain columns of the removed
+    y channels go with them, the kept ones are the original columns, and the pruned model is
+    rebuilt from its config and codes a stream that decodes to its reconstruction at every rate."""
+    model = live_latents(student(rates=[0.002, 0.02]))
+    before_gain = model.gain.log_gain.detach().clone()
+    before_inverse = model.gain.log_inverse_gain.detach().clone()
+    cut_y = [3, 4, 10, 15]
+    pruned = apply_plan(model, {"g_a.5": cut_y}, latent=True)
+    keep = [j for j in range(model.latent) if j not in cut_y]
+    assert pruned.latent == model.latent - len(cut_y) and pruned.config["latent"] == pruned.latent
+    assert pruned.gain.log_gain.shape == (2, pruned.latent)
+    assert torch.equal(pruned.gain.log_gain, before_gain[:, keep])
+    assert torch.equal(pruned.gain.log_inverse_gain, before_inverse[:, keep])
+    x = torch.rand(1, 3, 70, 45)
+    sizes = []
+    for rate in (0, 1):
+        data = pruned.compress(x, rate=rate)
+        assert torch.equal(pruned.decompress(data), pruned.reconstruct(x, rate=rate)[0])
+        sizes.append(len(data))
+    assert sizes[1] > sizes[0]
+
+
 # ---------------------------------------------------------------- checkpoints and bitstreams
 @pytest.mark.parametrize("transform,context", [("depthwise", "checkerboard"), ("shuffle", "msp"),
                                                ("inverted_residual", "checkerboard")])

@@ -292,7 +292,7 @@ def test_teacher_runs_at_each_crops_rate(vr_student):
 
 
 def test_prune_takes_a_variable_rate_student(vr_student, tmp_path):
-    from prune.run import PruneConfigError, run as prune_run
+    from prune.run import run as prune_run
 
     d, _ = vr_student
     model, _ = load_checkpoint(d / "last.ckpt")
@@ -305,8 +305,13 @@ def test_prune_takes_a_variable_rate_student(vr_student, tmp_path):
     pruned, _ = load_checkpoint(tmp_path / "p" / "last.ckpt")
     assert pruned.rates == tuple(RATES) and s["rows"][-1]["decoder_kmac_per_px"] <= 0.9 * dec
     assert pruned.decompress(pruned.compress(torch.rand(1, 3, 64, 64), rate=1.5)).shape == (1, 3, 64, 64)
-    with pytest.raises(PruneConfigError, match="gain per latent channel"):
-        prune_run(compose_cfg("prune", [*base, "prune.latent=true", f"target.decoder_kmac={0.9 * dec}"]), tmp_path / "q")
+    # prune.latent=true: the latent shrinks and each rate's gains go with the removed channels
+    prune_run(compose_cfg("prune", [*base, "prune.latent=true", "prune.round_to=2", f"target.decoder_kmac={0.8 * dec}"]),
+              tmp_path / "q")
+    cut, _ = load_checkpoint(tmp_path / "q" / "last.ckpt")
+    assert cut.rates == tuple(RATES) and cut.latent < model.latent
+    assert cut.gain.log_gain.shape == (len(RATES), cut.latent)
+    assert cut.decompress(cut.compress(torch.rand(1, 3, 64, 64), rate=1.5)).shape == (1, 3, 64, 64)
 
 
 def test_bench_draws_one_curve_from_one_checkpoint(vr_student, tmp_path):

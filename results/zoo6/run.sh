@@ -3,11 +3,13 @@
 # each variable-rate at six rates (beta 0.0018 to 0.05) and trained three ways at equal student steps
 # (12000): from scratch, distilled from the variable-rate mid-size teacher, and pruned from a wider
 # model (3 pruning steps x 4000 fine-tuning steps). Usage: bash results/zoo6/run.sh STAGE [STAGE ...]
-# with STAGE in ckbd_scratch msp_scratch ckbd_distill msp_distill ckbd_prune msp_wide msp_prune ckbd_fast ckbd_narrow.
+# with STAGE in ckbd_scratch msp_scratch ckbd_distill msp_distill ckbd_prune msp_wide msp_prune ckbd_fast ckbd_narrow ckbd_fast_latent.
 # Issue 13 (speed): ckbd_fast prunes the distilled checkerboard student (not its latent: a variable-rate
 # checkpoint keeps its latent width) to 0.8 kMAC/px decoder side in 2 steps, each followed by 5000
 # distillation fine-tuning steps from the same teacher; ckbd_narrow distills a narrow checkerboard student
-# (widths 8/16/48/128, latent 128: about 1.0 kMAC/px decoder side) for the zoo's 12000 steps.
+# (widths 8/16/48/128, latent 128: about 1.0 kMAC/px decoder side) for the zoo's 12000 steps;
+# ckbd_fast_latent is ckbd_fast with the latent pruned too (prune.latent=true cuts the gains with y),
+# 2 steps x 4000 fine-tuning steps.
 # Run from a clone of a committed state; every stage resumes exactly when rerun.
 set -e
 R=/work/main
@@ -34,6 +36,9 @@ for stage in "$@"; do
                     trainer.lr_decay_at=[0.8] trainer.checkpoint_every=250 $COMMON hydra.run.dir=$OUT/ckbd/fast ;;
     ckbd_narrow)  python -m distill teacher=$TEACHER codec=student_dw_ckbd codec.widths=[8,16,48,128] codec.latent=128 \
                     "$RATES" distill/loss=full $STEPS $COMMON hydra.run.dir=$OUT/ckbd/narrow ;;
+    ckbd_fast_latent) python -m prune checkpoint=$OUT/ckbd/distill/last.ckpt teacher=$TEACHER target.decoder_kmac=0.8 \
+                    target.encoder_kmac=0.9 prune.latent=true prune.steps=2 prune.finetune_steps=4000 trainer.lr=2e-4 \
+                    trainer.lr_decay_at=[0.8] trainer.checkpoint_every=250 $COMMON hydra.run.dir=$OUT/ckbd/fast_latent ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
