@@ -21,6 +21,7 @@ python -m bench $E "learned={zoo6_msp_prune:[results/zoo6/msp/prune/last.ckpt]}"
 # issue 13: the checkerboard students made for decoding speed (results/zoo6/run.sh ckbd_fast, ckbd_narrow)
 python -m bench $E "learned={zoo6_ckbd_fast:[results/zoo6/ckbd/fast/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={zoo6_ckbd_narrow:[results/zoo6/ckbd/narrow/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
+python -m bench $E "learned={zoo6_ckbd_fast_latent:[results/zoo6/ckbd/fast_latent/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_rates7:[results/default/rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_msp_rates7:[results/default/msp_rates_7/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
 python -m bench $E "learned={default_msp_rates8:[results/default/msp_rates_8/last.ckpt]}" anchor_teacher=teacher_dw2x_vr gate_teacher=vmuc
@@ -37,6 +38,7 @@ python -m profiling checkpoint=results/zoo6/msp/distill/last.ckpt wall_runs=0 hy
 python -m profiling checkpoint=results/zoo6/msp/prune/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_msp_prune
 python -m profiling checkpoint=results/zoo6/ckbd/fast/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_fast
 python -m profiling checkpoint=results/zoo6/ckbd/narrow/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_narrow
+python -m profiling checkpoint=results/zoo6/ckbd/fast_latent/last.ckpt wall_runs=0 hydra.run.dir=results/profile/zoo6_ckbd_fast_latent
 python -m profiling checkpoint=results/default/rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_rates7
 python -m profiling checkpoint=results/default/msp_rates_7/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_msp_rates7
 python -m profiling checkpoint=results/default/msp_rates_8/last.ckpt wall_runs=0 hydra.run.dir=results/profile/default_msp_rates8
