@@ -653,6 +653,7 @@ def recipe(results: Path) -> str:
 _ZOO_METHODS = {"scratch": "from scratch", "distill": "distilled", "prune": "pruned from a wider model"}
 #: zoo6 runs listed only where they exist: checkerboard students made for decoding speed (issue 13)
 _ZOO_EXTRA = {"fast": "the distilled one, pruned for speed",
+              "fast_latent": "the distilled one, pruned for speed, latent included",
               "narrow": "distilled, narrow, for speed"}
 
 
