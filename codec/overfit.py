@@ -148,16 +148,14 @@ def _frozen(model: Codec):
     """Eval mode and no weight gradients inside (weights are never changed; gradients of the
     weights would only cost time); restores both after."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
-    model.eval()
     for p, _ in flags:
         p.requires_grad_(False)
     try:
-        yield
+        with model._eval_mode():
+            yield
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-        model.train(was_training)
 
 
 @dataclass

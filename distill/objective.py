@@ -56,12 +56,9 @@ def kd_weights(node) -> dict[str, float]:
 @torch.no_grad()
 def probe_channels(model: Codec, feature_taps=()) -> dict[str, int]:
     """Channel counts of what KD reads from ``model`` (a forward on one stride-sized image)."""
-    was = model.training
-    model.eval()
     s = model.stride
-    with model.at_rate(model.default_rate()):
+    with model._eval_mode(), model.at_rate(model.default_rate()):
         out = model(torch.zeros(1, 3, s, s, device=next(model.parameters()).device))
-    model.train(was)
     taps = out["taps"]
     chans = {"x_hat": out["x_hat"].shape[1], "y": taps["y"].shape[1], "scales": taps["scales"].shape[1]}
     if "means" in taps:

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from codec.image import KB, KG, KR, downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
+from codec.image import downsample_420, rgb_to_ycbcr, upsample_420, ycbcr_to_rgb
 from student.blocks import (ACTS, BLOCKS, DepthwiseSeparable, PixelUnshuffleDown, SubPixelUp, create_block, init_conv,
                             inverse_act, make_act)
 from student.widths import LEVELS, LayerWidths
@@ -140,10 +140,12 @@ class GraphRGBTail(nn.Module):
         if conv.out_channels != 6 or conv.kernel_size != (1, 1) or conv.bias is None:
             raise ValueError("GraphRGBTail: needs the synthesis' 1x1 conv to the 6 packed channels")
         w, b = conv.weight.detach()[:, :, 0, 0].double(), conv.bias.detach().double()
+        # RGB - Y per unit of Cb and of Cr, read off ycbcr_to_rgb itself (neutral chroma is 0.5)
+        unit = torch.tensor([[0.0, 1.5, 0.5], [0.0, 0.5, 1.5]], dtype=torch.float64)[:, :, None, None]
+        offsets = ycbcr_to_rgb(unit)[:, :, 0, 0].T  # (RGB, [Cb, Cr])
 
-        def rows(m):  # the luma rows (+0.5), then R-Y, G-Y, B-Y from Cb (row 4) and Cr (row 5)
-            r, bl = 2 * (1 - KR) * m[5], 2 * (1 - KB) * m[4]
-            return torch.cat((m[:4], torch.stack((r, -(KR * r + KB * bl) / KG, bl))))
+        def rows(m):  # the luma rows (+0.5 below), then R-Y, G-Y, B-Y from Cb (row 4) and Cr (row 5)
+            return torch.cat((m[:4], offsets @ m[4:6]))
 
         self.conv = nn.Conv2d(conv.in_channels, 7, 1)
         self.conv.weight.data = rows(w)[:, :, None, None].float().contiguous()
